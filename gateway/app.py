@@ -1,0 +1,94 @@
+"""The gateway's wiring object: settings, database, clock, calendar, channels.
+
+One ``Gateway`` is built per process (CLI command, daemon, demo, test) and passed
+explicitly to the services, which keeps every seam injectable: a test swaps the
+clock or a channel without patching globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from gateway import db
+from gateway.clock import SystemClock
+from gateway.config import ConfigError, Settings
+from gateway.domain.calendar import WorkingCalendar
+from gateway.ports import Clock, InboundChannel, OutboundChannel
+from gateway.privacy import Cipher, KeyFileError, install_cipher, load_key_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: Engine
+    sessions: db.SessionFactory
+    clock: Clock
+    cipher: Cipher
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
+    instance_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    _channels: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with db.session_scope(self.sessions) as session:
+            yield session
+
+    def channel(self, name: str) -> Any:
+        """The connector instance for a configured channel, built once, lazily."""
+        if name not in self._channels:
+            from gateway.registry import build_channel
+
+            self._channels[name] = build_channel(self.settings, self.settings.channel(name), self.clock)
+        return self._channels[name]
+
+    def inbound_channels(self) -> list[InboundChannel]:
+        return [self.channel(c.name) for c in self.settings.channels if c.inbound]
+
+    def outbound_channel(self, name: str) -> OutboundChannel:
+        channel: OutboundChannel = self.channel(name)
+        return channel
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            closer = getattr(channel, "close", None)
+            if callable(closer):
+                closer()
+        self.engine.dispose()
+
+
+def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Gateway:
+    """Load the key, connect the database (migrating when asked) and build the wiring."""
+    try:
+        cipher = load_key_file(settings.resolve_path(settings.gateway.key_file))
+    except KeyFileError as exc:
+        raise ConfigError(f"{settings.source}: gateway.key_file: {exc}") from exc
+    install_cipher(cipher)
+    engine = db.make_engine(settings.database_url())
+    if migrate:
+        db.migrate(engine)
+    elif not db.schema_is_current(engine):
+        engine.dispose()
+        raise ConfigError(
+            f"{settings.source}: the database schema is missing or old; run `russak migrate`"
+        )
+    return Gateway(
+        settings=settings,
+        engine=engine,
+        sessions=db.session_factory(engine),
+        clock=clock or SystemClock(),
+        cipher=cipher,
+    )

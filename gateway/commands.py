@@ -1,0 +1,238 @@
+"""Staff commands: by e-mail (``[RUS-2026-0042]`` in the subject, the command on the
+first line) and from the CLI's ``record``, through one ``perform``.
+
+Only addresses allow-listed for the case's unit are obeyed; anything else is logged
+and ignored without a reply, so a forged or misdirected mail cannot trigger
+backscatter. Every obeyed mail gets an answer: a confirmation, or the error and the
+help text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, time
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from gateway import cases, staff
+from gateway.clock import local_today
+from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
+from gateway.domain.lifecycle import TransitionError
+from gateway.mail import MailContent
+from gateway.privacy import redact
+from gateway.models import Case, InboundMessage
+from gateway.texts import render
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+    from gateway.intake import IntakeResult
+
+log = logging.getLogger(__name__)
+
+VERBS = ("summoned", "attended", "no-show", "test-taken", "test-missed", "send-notice", "close", "status", "help")
+
+# Longest phrases first so "IKKE MØTT" wins over "MØTT". Keys are normalised (see _norm).
+_PHRASES: list[tuple[str, str]] = sorted(
+    [
+        ("INNKALT", "summoned"), ("SUMMONED", "summoned"),
+        ("MOTT", "attended"), ("ATTENDED", "attended"),
+        ("IKKE MOTT", "no-show"), ("NO-SHOW", "no-show"), ("NO SHOW", "no-show"),
+        ("PROVE TATT", "test-taken"), ("TEST TAKEN", "test-taken"),
+        ("PROVE IKKE TATT", "test-missed"), ("TEST MISSED", "test-missed"),
+        ("SEND VARSEL", "send-notice"), ("SEND NOTICE", "send-notice"),
+        ("AVSLUTT", "close"), ("CLOSE", "close"),
+        ("STATUS", "status"),
+        ("HJELP", "help"), ("HELP", "help"),
+    ],
+    key=lambda p: -len(p[0]),
+)
+_TIME = re.compile(r"^(?:kl\.?\s*)?\d{1,2}[:.]\d{2}$", re.IGNORECASE)
+
+
+class CommandError(ValueError):
+    """A command staff wrote cannot be carried out (Norwegian message)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str
+    on: date | None = None
+    at: time | None = None
+    place: str | None = None
+    reason: str | None = None
+
+
+def _norm(text: str) -> str:
+    """Upper-case, ø/æ/å folded, so MØTT, Møtt, MOTT and MOETT all match."""
+    text = text.upper().replace("Ø", "O").replace("OE", "O").replace("Æ", "AE").replace("Å", "A")
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
+def parse_command(line: str, today: date) -> Command:
+    words = line.strip().split()
+    normed = [_norm(w) for w in words]
+    for phrase, verb in _PHRASES:
+        n = len(phrase.split())
+        if " ".join(normed[:n]) == phrase:
+            return _arguments(verb, words[n:], today)
+    raise CommandError(f"Ukjent kommando «{redact(line.strip()[:40])}».")
+
+
+def _arguments(verb: str, rest: list[str], today: date) -> Command:
+    try:
+        if verb == "summoned":
+            if not rest:
+                raise CommandError("INNKALT trenger dato for samtalen, for eksempel «INNKALT 3.12 10:00 Kontoret».")
+            on = parse_staff_date(rest[0], today)
+            rest = rest[1:]
+            at = None
+            if len(rest) > 1 and _norm(rest[0]).rstrip(".") == "KL" and _TIME.match(rest[1]):
+                at, rest = parse_staff_time(rest[1]), rest[2:]
+            elif rest and _TIME.match(rest[0]):
+                at, rest = parse_staff_time(rest[0]), rest[1:]
+            return Command(verb, on=on, at=at, place=" ".join(rest) or None)
+        if verb in ("attended", "no-show"):
+            return Command(verb, on=parse_staff_date(" ".join(rest), today) if rest else today)
+        if verb in ("test-taken", "test-missed"):
+            if not rest:
+                raise CommandError("Oppgi dato for prøven, for eksempel «PRØVE TATT 3.12».")
+            return Command(verb, on=parse_staff_date(" ".join(rest), today))
+        if verb == "close":
+            if not rest:
+                raise CommandError("AVSLUTT trenger en grunn, for eksempel «AVSLUTT flyttet».")
+            return Command(verb, reason=" ".join(rest))
+        return Command(verb)
+    except DateParseError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: str) -> str:
+    """Carry out one command on a case; returns a Norwegian confirmation line."""
+    today = local_today(gw.clock.now())
+    on = command.on or today
+    match command.verb:
+        case "summoned":
+            cases.summon(gw, session, case, on, command.at, command.place, actor)
+            return f"Innkalling registrert; samtale {on.day}.{on.month}.{on.year}" + (
+                f" kl. {command.at:%H:%M}" if command.at else ""
+            ) + "."
+        case "attended":
+            cases.attended(gw, session, case, on, actor)
+            return "Oppmøte registrert."
+        case "no-show":
+            cases.no_show(gw, session, case, on, actor)
+            return "Manglende oppmøte registrert."
+        case "test-taken":
+            cases.test_taken(gw, session, case, on, actor)
+            return "Prøve registrert som tatt."
+        case "test-missed":
+            cases.test_missed(gw, session, case, on, actor)
+            return "Prøve registrert som ikke tatt."
+        case "send-notice":
+            cases.confirm_notice(gw, session, case, actor)
+            return "Varselet er bekreftet og sendes til påtalemyndigheten."
+        case "close":
+            cases.close(gw, session, case, command.reason or "", actor)
+            return "Saken er avsluttet."
+        case "status" | "help":
+            return ""
+    raise CommandError(f"Ukjent kommando «{command.verb}».")
+
+
+def _first_line(body: str) -> str:
+    for line in body.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith(">"):
+            return stripped
+    return ""
+
+
+def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
+    """A mail from an allow-listed staff address."""
+    from gateway.intake import CASE_TAG, IntakeResult
+
+    assert mail.sender is not None
+    key = f"reply:{inbound.id}"
+    subject = mail.subject or ""
+    line = _first_line(mail.body_text)
+    today = local_today(gw.clock.now())
+    tag = CASE_TAG.search(subject)
+    if tag is None:
+        body = render("help.txt.j2", error=None if _norm(line).startswith(("HJELP", "HELP")) else
+                      "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].")
+        staff.reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
+        return IntakeResult("command", reason="help sent")
+    try:
+        case = cases.get_case(session, tag.group(1))
+    except cases.CaseNotFound:
+        body = render("help.txt.j2", error=f"Fant ingen sak {tag.group(1).upper()}.")
+        staff.reply(gw, session, key, mail.sender, f"Feil: {tag.group(1).upper()}", body, None, mail.message_id)
+        return IntakeResult("command", reason="unknown case")
+    if mail.sender.lower() not in gw.settings.unit(case.unit.code).staff:
+        log.warning("command for case %s from an address not allow-listed for its unit; ignored", case.number)
+        return IntakeResult("ignored", case.number, "sender not allow-listed for this case's unit")
+    try:
+        command = parse_command(line, today)
+        confirmation = perform(gw, session, case, command, mail.sender)
+    except (CommandError, TransitionError) as exc:
+        body = render("help.txt.j2", error=str(exc))
+        staff.reply(gw, session, key, mail.sender, "Feil: kommandoen ble ikke utført", body, case, mail.message_id)
+        log.info("command on %s rejected: %s", case.number, type(exc).__name__)
+        return IntakeResult("command", case.number, "rejected")
+    except Exception:
+        raise
+    if command.verb == "help":
+        body = render("help.txt.j2", error=None)
+    else:
+        body = render("case_sheet.txt.j2", confirmation=confirmation, sheet=case_sheet(case))
+    staff.reply(gw, session, key, mail.sender, "Bekreftet" if confirmation else "Status", body, case, mail.message_id)
+    return IntakeResult("command", case.number, command.verb)
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """The case sheet for staff: everything useful, never the identity number."""
+
+    number: str
+    status: str
+    name: str
+    minor: bool
+    case_reference: str | None
+    reaction: str | None
+    condition_end: date | None
+    attendance_deadline: date | None
+    first_meeting_target: date | None
+    required_attendances: int
+    attendances: int
+    tests_required: int
+    meetings: list[tuple[date, str | None, str]]
+    tests: list[tuple[date, bool]]
+    notices: list[tuple[str, str]]
+    guardians: list[str]
+
+
+def case_sheet(case: Case) -> Sheet:
+    person = case.person
+    name = f"{person.first_name or ''} {person.last_name or ''}".strip() if person else "(ikke registrert)"
+    return Sheet(
+        number=case.number,
+        status=case.status,
+        name=name or "(ukjent)",
+        minor=case.minor,
+        case_reference=case.case_reference,
+        reaction=case.reaction,
+        condition_end=case.condition_end,
+        attendance_deadline=case.attendance_deadline,
+        first_meeting_target=case.first_meeting_target,
+        required_attendances=case.required_attendances,
+        attendances=case.attendances,
+        tests_required=case.tests_required,
+        meetings=[(m.starts_on, f"{m.starts_at:%H:%M}" if m.starts_at else None, m.outcome or "avtalt") for m in case.meetings],
+        tests=[(t.on, t.taken) for t in case.tests],
+        notices=[(n.message_id, n.status) for n in case.notices],
+        guardians=[f"{g.first_name or ''} {g.last_name or ''}".strip() for g in (person.guardians if person else [])],
+    )

@@ -1,0 +1,292 @@
+"""The life of a case as a pure state machine.
+
+``apply(facts, event)`` returns the new facts and the effects the caller must carry
+out (draft, cancel or queue a notice). It does no I/O, so every rule here is checked
+by property-based tests over random event sequences, and the database layer only
+persists what this module decided.
+
+States::
+
+    needs_registration ─register─> awaiting_summons ─summoned─> summoned
+    summoned ─attended (enough)─> fulfilled        summoned ─attended (more due)─> awaiting_summons
+    summoned ─no-show─> noncompliant ─summoned (re-invite)─> summoned
+    noncompliant ─notice sent─> notified
+    any open state ─tilbakekall─> withdrawn         any open state ─close─> closed
+
+Whether a notice may exist at all is decided by ``gateway.domain.notices``; this
+module only asks it. Messages in ``TransitionError`` are Norwegian: staff read them
+in command replies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date
+from enum import StrEnum
+
+from gateway.domain import notices
+
+
+class Status(StrEnum):
+    NEEDS_REGISTRATION = "needs_registration"
+    AWAITING_SUMMONS = "awaiting_summons"
+    SUMMONED = "summoned"
+    FULFILLED = "fulfilled"
+    NONCOMPLIANT = "noncompliant"
+    NOTIFIED = "notified"
+    WITHDRAWN = "withdrawn"
+    CLOSED = "closed"
+
+
+ENDED = frozenset({Status.WITHDRAWN, Status.CLOSED})
+
+
+class TransitionError(ValueError):
+    """The event is not allowed in the case's current state (Norwegian message)."""
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """Everything the rules need to know about a case, and nothing personal."""
+
+    status: Status
+    required_attendances: int = 1
+    attendances: int = 0
+    tests_required: int = 0
+    tests_taken: int = 0
+    no_shows: tuple[date, ...] = ()
+    tests_missed: tuple[date, ...] = ()
+    notice: notices.NoticeState = notices.NoticeState.NONE
+
+    @property
+    def attendance_fulfilled(self) -> bool:
+        return self.attendances >= self.required_attendances
+
+    @property
+    def tests_fulfilled(self) -> bool:
+        return self.tests_taken >= self.tests_required
+
+
+# Events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A letter-order was completed by staff (needs_registration -> awaiting_summons)."""
+
+
+@dataclass(frozen=True)
+class Summoned:
+    meeting_on: date
+
+
+@dataclass(frozen=True)
+class Attended:
+    on: date
+
+
+@dataclass(frozen=True)
+class NoShow:
+    on: date
+
+
+@dataclass(frozen=True)
+class TestTaken:
+    on: date
+
+
+@dataclass(frozen=True)
+class TestMissed:
+    on: date
+
+
+@dataclass(frozen=True)
+class ConfirmNotice:
+    """Staff confirm the drafted notice (or the auto policy's delay ran out)."""
+
+
+@dataclass(frozen=True)
+class NoticeDelivered:
+    """The outbox got a receipt for the queued notice."""
+
+
+@dataclass(frozen=True)
+class Amended:
+    """An ``endring``: new conditions (None leaves a value as it was)."""
+
+    required_attendances: int | None = None
+    tests_required: int | None = None
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A ``tilbakekall`` from the prosecuting authority: close without any notice."""
+
+
+@dataclass(frozen=True)
+class Closed:
+    reason: str
+
+
+Event = (
+    Registered
+    | Summoned
+    | Attended
+    | NoShow
+    | TestTaken
+    | TestMissed
+    | ConfirmNotice
+    | NoticeDelivered
+    | Amended
+    | Withdrawn
+    | Closed
+)
+
+
+# Effects ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DraftNotice:
+    """Create (or replace) the drafted notice with these breaches."""
+
+    breaches: tuple[notices.BreachFact, ...]
+
+
+@dataclass(frozen=True)
+class CancelNotice:
+    """Cancel any unsent notice (draft or queued); the reason is for the audit trail."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class QueueNotice:
+    """Put the drafted notice in the outbox."""
+
+    breaches: tuple[notices.BreachFact, ...]
+
+
+Effect = DraftNotice | CancelNotice | QueueNotice
+
+
+@dataclass(frozen=True)
+class Transition:
+    facts: CaseFacts
+    effects: tuple[Effect, ...] = ()
+
+
+_OPEN_FOR_MEETINGS = frozenset(
+    {Status.AWAITING_SUMMONS, Status.SUMMONED, Status.NONCOMPLIANT, Status.FULFILLED, Status.NOTIFIED}
+)
+
+
+def _settle(facts: CaseFacts, effects: list[Effect]) -> Transition:
+    """Derive the status from the counts and reconcile the notice with what is reportable.
+
+    This is the single place that keeps an unsent notice honest: whenever the facts
+    change, an unsent notice whose breaches are no longer all reportable is cancelled
+    (and re-drafted with what still is), so a person who has since attended as
+    required can never be reported for not attending.
+    """
+    reportable = notices.reportable_breaches(facts)
+    if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
+        if not reportable:
+            effects.append(CancelNotice("breaches no longer reportable"))
+            facts = replace(facts, notice=notices.NoticeState.NONE)
+    if facts.status not in ENDED and facts.status is not Status.NEEDS_REGISTRATION:
+        if facts.notice is notices.NoticeState.SENT:
+            status = Status.NOTIFIED
+        elif reportable:
+            status = Status.NONCOMPLIANT
+        elif facts.attendance_fulfilled:
+            status = Status.FULFILLED
+        elif facts.status is Status.SUMMONED:
+            status = Status.SUMMONED
+        else:
+            status = Status.AWAITING_SUMMONS
+        facts = replace(facts, status=status)
+    return Transition(facts, tuple(effects))
+
+
+def apply(facts: CaseFacts, event: Event) -> Transition:
+    """Apply one event; raise TransitionError if it makes no sense now."""
+    if facts.status in ENDED:
+        raise TransitionError(f"Saken er avsluttet ({facts.status.value}); ingen endringer mulig.")
+    effects: list[Effect] = []
+    match event:
+        case Registered():
+            if facts.status is not Status.NEEDS_REGISTRATION:
+                raise TransitionError("Saken er allerede registrert.")
+            return _settle(replace(facts, status=Status.AWAITING_SUMMONS), effects)
+        case Withdrawn():
+            if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
+                effects.append(CancelNotice("order withdrawn"))
+            notice = facts.notice if facts.notice is notices.NoticeState.SENT else notices.NoticeState.NONE
+            return Transition(replace(facts, status=Status.WITHDRAWN, notice=notice), tuple(effects))
+        case Closed(reason=reason):
+            if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
+                effects.append(CancelNotice(f"case closed: {reason}"))
+            notice = facts.notice if facts.notice is notices.NoticeState.SENT else notices.NoticeState.NONE
+            return Transition(replace(facts, status=Status.CLOSED, notice=notice), tuple(effects))
+        case Amended(required_attendances=req, tests_required=tests):
+            facts = replace(
+                facts,
+                required_attendances=facts.required_attendances if req is None else req,
+                tests_required=facts.tests_required if tests is None else tests,
+            )
+            return _settle(facts, effects)
+    if facts.status is Status.NEEDS_REGISTRATION:
+        raise TransitionError("Saken mangler registrering; fullfør registreringen først.")
+    match event:
+        case Summoned():
+            if facts.status not in _OPEN_FOR_MEETINGS:
+                raise TransitionError("Kan ikke registrere innkalling nå.")
+            if facts.notice is not notices.NoticeState.SENT and facts.notice is not notices.NoticeState.NONE:
+                effects.append(CancelNotice("re-summoned before the notice was sent"))
+            # A re-invitation gives the person a new chance: breaches recorded so far are
+            # kept in history but no longer drive a notice; a new no-show drafts anew.
+            return _settle(
+                replace(facts, status=Status.SUMMONED, no_shows=(), tests_missed=(),
+                        notice=facts.notice if facts.notice is notices.NoticeState.SENT
+                        else notices.NoticeState.NONE),
+                effects,
+            )
+        case Attended():
+            return _settle(replace(facts, attendances=facts.attendances + 1,
+                                   status=_after_meeting(facts)), effects)
+        case NoShow(on=on):
+            facts = replace(facts, no_shows=(*facts.no_shows, on), status=_after_meeting(facts))
+            return _draft_if_reportable(facts, effects)
+        case TestTaken():
+            return _settle(replace(facts, tests_taken=facts.tests_taken + 1), effects)
+        case TestMissed(on=on):
+            if facts.tests_required == 0:
+                raise TransitionError("Saken har ikke vilkår om rusmiddeltesting.")
+            return _draft_if_reportable(replace(facts, tests_missed=(*facts.tests_missed, on)), effects)
+        case ConfirmNotice():
+            if facts.notice is not notices.NoticeState.DRAFT:
+                raise TransitionError("Det finnes ikke noe utkast til varsel å sende.")
+            reportable = notices.reportable_breaches(facts)
+            if not reportable:
+                raise TransitionError("Det er ingenting å varsle om i denne saken.")
+            effects.append(QueueNotice(reportable))
+            return _settle(replace(facts, notice=notices.NoticeState.QUEUED), effects)
+        case NoticeDelivered():
+            if facts.notice is not notices.NoticeState.QUEUED:
+                raise TransitionError("Ingen varsel er i kø.")
+            return _settle(replace(facts, notice=notices.NoticeState.SENT), effects)
+    raise TransitionError(f"Ukjent hendelse: {type(event).__name__}")
+
+
+def _after_meeting(facts: CaseFacts) -> Status:
+    """A meeting outcome ends the current booking."""
+    return Status.AWAITING_SUMMONS if facts.status is Status.SUMMONED else facts.status
+
+
+def _draft_if_reportable(facts: CaseFacts, effects: list[Effect]) -> Transition:
+    reportable = notices.reportable_breaches(facts)
+    if reportable and facts.notice in (notices.NoticeState.NONE, notices.NoticeState.DRAFT):
+        effects.append(DraftNotice(reportable))
+        facts = replace(facts, notice=notices.NoticeState.DRAFT)
+    return _settle(facts, effects)

@@ -1,0 +1,249 @@
+"""Reading one inbound RFC 5322 message safely (police letters and staff commands).
+
+Mail is the most hostile input the gateway sees: anyone can send it, and real
+clients produce broken MIME every day. So this module never lets anything but
+``MailError`` escape, records what was odd instead of failing where it can, and
+turns the sender into one bare address or None; a None sender is never on an
+allow-list, so an unreadable or ambiguous From: fails closed.
+
+Signatures of ``multipart/signed`` mail are not verified here; the signed content is
+read as if unsigned. Encrypted and opaque-signed S/MIME cannot be read at all.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import re
+from dataclasses import dataclass
+from email.errors import InvalidHeaderDefect
+from email.message import EmailMessage, Message, MIMEPart
+from typing import Any, cast
+
+import lxml.html
+from lxml import etree
+
+from gateway.orders import looks_like_order
+
+__all__ = ["MailContent", "MailError", "parse_mail"]
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT = 100_000  # characters of body text kept; commands and letters fit easily
+_HEADER_LIMIT = 1_000
+_UNREADABLE_CONTENT = frozenset(
+    {"application/pkcs7-mime", "application/x-pkcs7-mime", "multipart/encrypted"}
+)
+_XML_TYPES = frozenset({"application/xml", "text/xml"})
+_BLOCK_TAGS = (
+    "p", "div", "li", "tr", "table", "blockquote", "pre", "ul", "ol",
+    "h1", "h2", "h3", "h4", "h5", "h6",
+)  # fmt: skip
+_SPACE = re.compile(r"\s+")
+
+
+class MailError(ValueError):
+    """The bytes cannot be read as a mail; ``str(e)`` is one safe line."""
+
+
+@dataclass(frozen=True, repr=False)
+class MailContent:
+    """What the gateway needs from one mail.
+
+    ``sender`` is the bare lower-cased address of the single From: mailbox, or None
+    when From: is missing, unparseable or names several mailboxes. ``defects`` lists
+    what was wrong with the mail, by name, without any content.
+    """
+
+    sender: str | None
+    subject: str
+    message_id: str | None
+    in_reply_to: str | None
+    body_text: str
+    xml_attachments: tuple[bytes, ...]
+    other_attachments: tuple[str, ...]
+    defects: tuple[str, ...]
+
+    def __repr__(self) -> str:  # mail content is personal data: keep it out of logs
+        return (
+            f"MailContent(message_id={self.message_id!r}, "
+            f"xml_attachments={len(self.xml_attachments)}, "
+            f"other_attachments={len(self.other_attachments)}, defects={self.defects!r})"
+        )
+
+
+def parse_mail(raw: bytes, *, max_bytes: int = 26_214_400) -> MailContent:
+    """Parse ``raw``; any failure at all becomes MailError with a safe reason."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise MailError("mail must be bytes")
+    raw = bytes(raw)
+    if len(raw) > max_bytes:
+        raise MailError(f"mail too large ({len(raw)} bytes, limit {max_bytes})")
+    if not raw.strip():
+        raise MailError("empty mail")
+    try:
+        return _parse(raw)
+    except MailError:
+        raise
+    except Exception as exc:  # the email package raises many things on broken input
+        log.info("unreadable mail (%s)", type(exc).__name__)
+        # "from None": the cause may quote mail content, and callers log tracebacks.
+        raise MailError(f"unreadable mail ({type(exc).__name__})") from None
+
+
+def _parse(raw: bytes) -> MailContent:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    if not message.keys():
+        raise MailError("not an e-mail message (no headers)")
+    defects: list[str] = []
+    sender = _sender(message, defects)
+    subject = _header(message, "Subject", defects) or ""
+    message_id = _header(message, "Message-ID", defects)
+    in_reply_to = _header(message, "In-Reply-To", defects)
+
+    content = _content_root(message)
+    body_part = content.get_body(preferencelist=("plain", "html"))
+    body_text = _body_text(body_part, defects) if body_part is not None else ""
+    xml_attachments, other_attachments = _attachments(content, body_part, defects)
+
+    for part in message.walk():
+        defects.extend(type(defect).__name__ for defect in part.defects)
+    return MailContent(
+        sender=sender,
+        subject=subject,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        body_text=body_text,
+        xml_attachments=tuple(xml_attachments),
+        other_attachments=tuple(other_attachments),
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+def _header(message: EmailMessage, name: str, defects: list[str]) -> str | None:
+    """The first such header, RFC 2047-decoded and unfolded; None if absent or empty."""
+    try:
+        values = message.get_all(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            defects.append(f"several {name} headers")
+        text = _SPACE.sub(" ", str(values[0])).strip()
+    except Exception as exc:  # a header the email package cannot even decode
+        defects.append(f"{name} header unreadable ({type(exc).__name__})")
+        return None
+    return text[:_HEADER_LIMIT] or None
+
+
+def _sender(message: EmailMessage, defects: list[str]) -> str | None:
+    """The one From: address, or None (with a defect) whenever there is any doubt."""
+    try:
+        values = message.get_all("From")
+        if not values:
+            defects.append("no From header")
+            return None
+        if len(values) > 1:
+            defects.append("several From headers")
+            return None
+        header = values[0]
+        if any(isinstance(d, InvalidHeaderDefect) for d in getattr(header, "defects", ())):
+            defects.append("From cannot be parsed")
+            return None
+        addresses: tuple[Any, ...] = tuple(getattr(header, "addresses", ()))
+        if len(addresses) != 1:
+            defects.append("From cannot be parsed" if not addresses else "From has several")
+            return None
+        address = addresses[0]
+        spec = str(address.addr_spec).strip().lower()
+    except Exception as exc:
+        defects.append(f"From cannot be parsed ({type(exc).__name__})")
+        return None
+    if not address.username or not address.domain or not spec.isprintable() or " " in spec:
+        defects.append("From cannot be parsed")
+        return None
+    return spec
+
+
+def _content_root(message: EmailMessage) -> MIMEPart:
+    """Step inside multipart/signed to its content; refuse what we cannot read."""
+    content: MIMEPart = message
+    for _ in range(8):
+        content_type = content.get_content_type()
+        if content_type in _UNREADABLE_CONTENT:
+            raise MailError("encrypted or opaque-signed mail cannot be read")
+        if content_type != "multipart/signed":
+            return content
+        parts = content.get_payload()
+        if not isinstance(parts, list) or not parts:
+            raise MailError("signed mail without content")
+        content = cast(MIMEPart, parts[0])
+    raise MailError("signed mail nested too deep")
+
+
+def _decoded_text(part: MIMEPart, defects: list[str]) -> str:
+    try:
+        text = part.get_content()
+        if isinstance(text, str):
+            return text
+    except (LookupError, UnicodeError, ValueError, KeyError) as exc:
+        defects.append(f"body text undecodable ({type(exc).__name__})")
+    payload = part.get_payload(decode=True)
+    return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
+
+
+def _html_to_text(html: str) -> str:
+    """Crude text of an HTML body: script and style dropped, blocks on new lines."""
+    parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+    try:
+        # Any: the lxml stubs type HTML elements as plain _Element (no text_content).
+        document: Any = lxml.html.document_fromstring(html, parser=parser)
+    except (etree.ParserError, ValueError):
+        return ""
+    for element in list(document.iter("script", "style", "head")):
+        element.drop_tree()
+    for element in document.iter("br", *_BLOCK_TAGS):
+        element.tail = "\n" + (element.tail or "")
+    return str(document.text_content())
+
+
+def _body_text(part: MIMEPart, defects: list[str]) -> str:
+    text = _decoded_text(part, defects)
+    if part.get_content_subtype() == "html":
+        text = _html_to_text(text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text = text.replace("\xa0", " ")
+    if len(text) > BODY_LIMIT:
+        defects.append("body text truncated")
+        text = text[:BODY_LIMIT]
+    return text
+
+
+def _attachments(
+    content: MIMEPart, body_part: Message | None, defects: list[str]
+) -> tuple[list[bytes], list[str]]:
+    """XML documents (by type, name or namespace sniff) and the names of the rest."""
+    xml: list[bytes] = []
+    others: list[str] = []
+    for part in content.walk():
+        if part.is_multipart() or part is body_part:
+            continue
+        try:
+            content_type = part.get_content_type()
+            filename = part.get_filename()
+            payload = part.get_payload(decode=True)
+        except Exception as exc:
+            defects.append(f"unreadable part ({type(exc).__name__})")
+            continue
+        data = payload if isinstance(payload, bytes) else b""
+        name = _SPACE.sub(" ", filename).strip() if filename else None
+        is_xml = content_type in _XML_TYPES or bool(name and name.lower().endswith(".xml"))
+        if is_xml or looks_like_order(data):
+            xml.append(data)
+        elif name:
+            others.append(name[:255])
+        elif part.get_content_maintype() == "text" and not part.is_attachment():
+            continue  # an inline alternative of the body (the html beside the plain)
+        else:
+            others.append(f"(unnamed {content_type})")
+    return xml, others

@@ -1,0 +1,275 @@
+"""The outbox: every outbound message is a row before it is a send.
+
+``enqueue`` runs inside the caller's transaction, so the message exists if and only
+if the state change that caused it was committed. ``dispatch_due`` then claims rows
+one at a time with a lease (a conditional UPDATE whose row count proves the claim),
+sends outside any transaction, and records the receipt in a new one. A dispatcher
+killed mid-send leaves a lease that expires, and the row is sent again with the same
+idempotency key, which every channel honours: at least once, effect once.
+
+A notice is checked once more against ``gateway.domain.notices.may_send`` in the
+claiming transaction, so a case that has since been fulfilled, withdrawn or closed
+never reaches the police.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway.models import Case, Notice, OutboxItem
+from gateway.ports import (
+    Attachment,
+    ChannelError,
+    OutboundMessage,
+    PermanentError,
+    Receipt,
+    TransientError,
+)
+from gateway.retry import backoff
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def encode_message(message: OutboundMessage) -> bytes:
+    return json.dumps(
+        {
+            "key": message.key,
+            "kind": message.kind,
+            "recipients": list(message.recipients),
+            "subject": message.subject,
+            "body": message.body,
+            "headers": dict(message.headers),
+            "attachments": [
+                {
+                    "filename": a.filename,
+                    "content_type": a.content_type,
+                    "data": base64.b64encode(a.data).decode("ascii"),
+                }
+                for a in message.attachments
+            ],
+        }
+    ).encode("utf-8")
+
+
+def decode_message(data: bytes) -> OutboundMessage:
+    raw = json.loads(data)
+    return OutboundMessage(
+        key=raw["key"],
+        kind=raw["kind"],
+        recipients=tuple(raw["recipients"]),
+        subject=raw["subject"],
+        body=raw["body"],
+        headers=raw["headers"],
+        attachments=tuple(
+            Attachment(a["filename"], a["content_type"], base64.b64decode(a["data"]))
+            for a in raw["attachments"]
+        ),
+    )
+
+
+def enqueue(
+    gw: Gateway,
+    session: Session,
+    message: OutboundMessage,
+    *,
+    kind: str,
+    channel: str,
+    case_id: int | None = None,
+    notice_id: int | None = None,
+) -> OutboxItem | None:
+    """Add ``message`` unless its key was ever enqueued; None means "already there".
+
+    The key doubles as the dedupe key of reminders (``case:42:summons-overdue``), so
+    a reminder fires once however often the tick asks.
+    """
+    if session.scalar(select(OutboxItem.id).where(OutboxItem.key == message.key)) is not None:
+        return None
+    now = gw.clock.now()
+    item = OutboxItem(
+        key=message.key,
+        kind=kind,
+        channel=channel,
+        case_id=case_id,
+        notice_id=notice_id,
+        payload=encode_message(message),
+        status="pending",
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+        give_up_at=now + timedelta(hours=gw.settings.gateway.retry_for_hours),
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def cancel_for_notice(session: Session, notice_id: int, reason: str) -> int:
+    """Cancel pending outbox rows of a notice; returns how many were cancelled."""
+    result = session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.notice_id == notice_id, OutboxItem.status == "pending")
+        .values(status="cancelled", last_error=reason[:500])
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass
+class DispatchStats:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    cancelled: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.retried + self.dead + self.cancelled
+
+
+def _claim_one(gw: Gateway, session: Session, now: datetime) -> OutboxItem | None:
+    query = (
+        select(OutboxItem)
+        .where(
+            OutboxItem.status == "pending",
+            OutboxItem.next_attempt_at <= now,
+            or_(OutboxItem.lease_until.is_(None), OutboxItem.lease_until < now),
+        )
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    item = session.scalar(query)
+    if item is None:
+        return None
+    claimed = session.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.id == item.id,
+            OutboxItem.status == "pending",
+            or_(OutboxItem.lease_until.is_(None), OutboxItem.lease_until < now),
+        )
+        .values(
+            lease_owner=gw.instance_id,
+            lease_until=now + timedelta(seconds=gw.settings.gateway.lease_seconds),
+            attempts=OutboxItem.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        return None
+    session.refresh(item)
+    return item
+
+
+def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = None) -> DispatchStats:
+    """Send what is due, one row at a time, until nothing is due or ``limit`` is hit."""
+    from gateway import cases  # the notice side effects live with the case services
+
+    stats = DispatchStats()
+    for _ in range(limit):
+        now = gw.clock.now()
+        with gw.session() as session:
+            item = _claim_one(gw, session, now)
+            if item is None:
+                break
+            if item.payload is None or (item.kind == "notice" and not cases.notice_may_go(gw, session, item)):
+                item.status = "cancelled"
+                item.lease_until = None
+                stats.cancelled += 1
+                continue
+            item_id, channel_name, payload = item.id, item.channel, item.payload
+        assert payload is not None
+        message = decode_message(payload)
+        try:
+            receipt = gw.outbound_channel(channel_name).send(message)
+        except TransientError as exc:
+            _record_transient(gw, item_id, exc, rng)
+            stats.retried += 1
+            continue
+        except ChannelError as exc:
+            _record_dead(gw, item_id, f"{type(exc).__name__}: {exc}")
+            stats.dead += 1
+            continue
+        except Exception as exc:  # a connector bug must not wedge the loop
+            log.exception("outbox %s: channel %s raised unexpectedly", item_id, channel_name)
+            _record_dead(gw, item_id, f"unexpected {type(exc).__name__}")
+            stats.dead += 1
+            continue
+        _record_sent(gw, item_id, receipt)
+        stats.sent += 1
+    return stats
+
+
+def _record_sent(gw: Gateway, item_id: int, receipt: Receipt) -> None:
+    from gateway import cases
+
+    with gw.session() as session:
+        item = session.get_one(OutboxItem, item_id)
+        item.status = "sent"
+        item.sent_at = receipt.delivered_at
+        item.receipt = f"{receipt.channel}:{receipt.reference}"[:500]
+        item.lease_until = None
+        log.info(
+            "outbox %s (%s) delivered via %s%s",
+            item.id,
+            item.kind,
+            receipt.channel,
+            " (already delivered earlier)" if receipt.duplicate else "",
+        )
+        if item.kind == "notice" and item.notice_id is not None:
+            cases.notice_delivered(gw, session, session.get_one(Notice, item.notice_id), item.receipt)
+
+
+def _record_transient(gw: Gateway, item_id: int, exc: TransientError, rng: random.Random | None) -> None:
+    now = gw.clock.now()
+    with gw.session() as session:
+        item = session.get_one(OutboxItem, item_id)
+        if now >= item.give_up_at:
+            _make_dead(gw, session, item, f"gave up after {item.attempts} attempts: {exc}")
+            return
+        delay = backoff(
+            item.attempts,
+            base=gw.settings.gateway.backoff_base_seconds,
+            cap=gw.settings.gateway.backoff_cap_seconds,
+            retry_after=exc.retry_after,
+            rng=rng,
+        )
+        item.next_attempt_at = min(now + timedelta(seconds=delay), item.give_up_at)
+        item.lease_until = None
+        item.last_error = str(exc)[:500]
+        log.warning(
+            "outbox %s (%s): transient failure, attempt %d, retry in %.0f s: %s",
+            item.id, item.kind, item.attempts, delay, exc,
+        )
+
+
+def _record_dead(gw: Gateway, item_id: int, reason: str) -> None:
+    with gw.session() as session:
+        _make_dead(gw, session, session.get_one(OutboxItem, item_id), reason)
+
+
+def _make_dead(gw: Gateway, session: Session, item: OutboxItem, reason: str) -> None:
+    from gateway import cases, staff
+
+    item.status = "dead"
+    item.lease_until = None
+    item.last_error = reason[:500]
+    log.error("outbox %s (%s) is a dead letter: %s", item.id, item.kind, reason)
+    if item.kind == "notice" and item.notice_id is not None:
+        cases.notice_failed(gw, session, session.get_one(Notice, item.notice_id), reason)
+    elif item.kind != "alert" or not item.key.startswith("dead:"):
+        # Tell staff, except about a failing alert about a failure (no alert loops).
+        case = session.get(Case, item.case_id) if item.case_id else None
+        staff.alert_dead_letter(gw, session, item, case, reason)

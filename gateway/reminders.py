@@ -1,0 +1,163 @@
+"""What is due now, computed from the database on every tick.
+
+Nothing here is a stored job: each rule is a query over deadlines, and each reminder
+is enqueued with a dedupe key (``case:42:summons-overdue:2026-12-03``) that the
+outbox accepts once. Restarts, clock jumps, a daemon that was down for a week, and
+two instances ticking at once therefore neither lose nor double a reminder. Keys
+include the deadline they are about, so an ``endring`` that moves a deadline arms a
+fresh reminder for the new date.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import cases, staff
+from gateway.clock import OSLO, local_today
+from gateway.models import Case, Meeting, Notice, OrderRecord, OutboxItem, Summons
+from gateway.texts import nb_date
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+
+OPEN_FOR_DEADLINES = ("needs_registration", "awaiting_summons", "summoned", "noncompliant")
+NOT_ENDED = ("needs_registration", "awaiting_summons", "summoned", "fulfilled", "noncompliant", "notified")
+MORNING = time(7, 0)
+
+
+@dataclass(frozen=True)
+class Due:
+    key: str
+    case_id: int | None
+    subject: str
+    headline: str
+    lines: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+
+
+@dataclass
+class TickReport:
+    reminders: int = 0
+    auto_notices: list[str] = field(default_factory=list)
+    digests: int = 0
+
+
+def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
+    """Every reminder whose moment has come, before dedupe."""
+    today = local_today(now)
+    morning = now.astimezone(OSLO).time() >= MORNING
+    horizon = today + timedelta(days=gw.settings.gateway.deadline_warning_days)
+    next_working = gw.calendar.add_working_days(today, 1)
+    found: list[Due] = []
+
+    summoned_ids = select(Summons.case_id)
+    for case_id, number, target in session.execute(
+        select(Case.id, Case.number, Case.first_meeting_target).where(
+            Case.status.in_(("awaiting_summons", "needs_registration")),
+            Case.first_meeting_target < today,
+            Case.id.not_in(summoned_ids),
+        )
+    ):
+        found.append(Due(f"case:{case_id}:summons-overdue:{target}", case_id, "Innkalling er ikke sendt",
+                         f"Målet om første samtale innen {nb_date(target)} er passert, og ingen innkalling er registrert.",
+                         actions=("INNKALT <dato> [<kl>] [<sted>]",)))
+
+    for case_id, created in session.execute(
+        select(Case.id, Case.created_at).where(Case.status == "needs_registration")
+    ):
+        if gw.calendar.working_days_between(local_today(created), today) >= 1:
+            found.append(Due(f"case:{case_id}:registration-pending", case_id, "Brev venter på registrering",
+                             "Et brev fra politiet er ennå ikke registrert som sak."))
+
+    for meeting_id, case_id, starts_on in session.execute(
+        select(Meeting.id, Meeting.case_id, Meeting.starts_on).where(
+            Meeting.outcome.is_(None), Meeting.starts_on <= next_working
+        )
+    ):
+        if starts_on < today:
+            found.append(Due(f"meeting:{meeting_id}:outcome-missing", case_id, "Utfall av samtale er ikke registrert",
+                             f"Samtalen {nb_date(starts_on)} har ikke fått registrert utfall.",
+                             actions=("MØTT <dato>", "IKKE MØTT <dato>")))
+        elif starts_on == today and morning:
+            found.append(Due(f"meeting:{meeting_id}:today", case_id, "Samtale i dag", f"Samtale i dag, {nb_date(starts_on)}."))
+        elif today < starts_on <= next_working and gw.calendar.is_working_day(today) and morning:
+            found.append(Due(f"meeting:{meeting_id}:next-day", case_id, "Samtale neste arbeidsdag",
+                             f"Samtale {nb_date(starts_on)}."))
+
+    for case_id, deadline in session.execute(
+        select(Case.id, Case.attendance_deadline).where(
+            Case.status.in_(OPEN_FOR_DEADLINES),
+            Case.attendance_deadline.is_not(None),
+            Case.attendance_deadline <= horizon,
+            Case.attendance_deadline >= today,
+        )
+    ):
+        found.append(Due(f"case:{case_id}:attendance-deadline:{deadline}", case_id, "Frist for oppmøte nærmer seg",
+                         f"Fristen for oppmøte er {nb_date(deadline)}."))
+
+    for case_id, end in session.execute(
+        select(Case.id, Case.condition_end).where(
+            Case.status.in_(NOT_ENDED),
+            Case.condition_end.is_not(None),
+            Case.condition_end <= horizon,
+            Case.condition_end >= today,
+        )
+    ):
+        found.append(Due(f"case:{case_id}:condition-end:{end}", case_id, "Prøvetiden går ut snart",
+                         f"Prøvetiden går ut {nb_date(end)}. Avslutt saken når den er ute.",
+                         actions=("AVSLUTT <grunn>",)))
+
+    for notice_id, case_id, created in session.execute(
+        select(Notice.id, Notice.case_id, Notice.created_at).where(Notice.status == "draft")
+    ):
+        if gw.calendar.working_days_between(local_today(created), today) >= 1:
+            found.append(Due(f"notice:{notice_id}:awaiting-confirmation", case_id, "Varsel venter på bekreftelse",
+                             "Et utkast til varsel til påtalemyndigheten venter på bekreftelse.",
+                             actions=("SEND VARSEL", "INNKALT <dato> (ny innkalling)")))
+
+    for record_id, order_id, created in session.execute(
+        select(OrderRecord.id, OrderRecord.order_id, OrderRecord.sent_at).where(
+            OrderRecord.applied_at.is_(None), OrderRecord.message_type != "ny"
+        )
+    ):
+        if gw.calendar.working_days_between(local_today(created), today) >= 2:
+            found.append(Due(f"order:{record_id}:parked", None, "Endring venter på ordren den gjelder",
+                             f"En endring eller tilbakekalling (OrdreId {order_id}) gjelder en ordre som ikke er mottatt.",
+                             ("Kontakt påtalemyndigheten og be om den opprinnelige ordren.",)))
+    return found
+
+
+def tick(gw: Gateway) -> TickReport:
+    """Enqueue every due reminder, run the auto-notice policy, and the daily digests."""
+    now = gw.clock.now()
+    report = TickReport()
+    with gw.session() as session:
+        report.auto_notices = cases.auto_confirm_due(gw, session)
+    with gw.session() as session:
+        due = due_reminders(gw, session, now)
+        if due:
+            sent = set(session.scalars(select(OutboxItem.key).where(OutboxItem.key.in_([d.key for d in due]))))
+            for item in due:
+                if item.key in sent:
+                    continue
+                case = session.get(Case, item.case_id) if item.case_id else None
+                if staff.alert(gw, session, item.key, item.subject, item.headline, case=case,
+                               lines=item.lines, actions=item.actions):
+                    report.reminders += 1
+    from gateway import digest
+
+    report.digests = digest.enqueue_due(gw, now)
+    if report.reminders or report.auto_notices or report.digests:
+        log.info("tick: %d reminder(s), %d auto notice(s), %d digest(s)",
+                 report.reminders, len(report.auto_notices), report.digests)
+    return report
+
+

@@ -1,0 +1,139 @@
+"""Retention: personal data goes a fixed time after a case ends.
+
+A case is purged ``retention_days`` after it ended (closed, withdrawn) or after its
+condition period ended, whichever comes first. What remains is one
+``CaseStatistic`` row with counts and months, nothing that names a person. Stored
+originals (inbound messages, parked orders, outbox payloads) of purged cases and
+old quarantine entries go too. Case documents belong in the municipality's archive
+(Noark 5) before that; the ops guide says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway.clock import local_today
+from gateway.models import (
+    AuditEntry,
+    Case,
+    CaseStatistic,
+    InboundMessage,
+    OrderRecord,
+    OutboxItem,
+    QuarantineEntry,
+)
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PurgeReport:
+    cases: list[str] = field(default_factory=list)
+    inbound: int = 0
+    quarantine: int = 0
+    outbox: int = 0
+
+
+def purgeable(session: Session, now: datetime, retention_days: int) -> list[Case]:
+    cutoff = now - timedelta(days=retention_days)
+    cutoff_day = local_today(cutoff)
+    return list(
+        session.scalars(
+            select(Case).where(
+                or_(
+                    Case.ended_at < cutoff,
+                    Case.condition_end < cutoff_day,
+                )
+            )
+        )
+    )
+
+
+def _statistic(case: Case, now: datetime) -> CaseStatistic:
+    first = min((m.starts_on for m in case.meetings if m.outcome == "attended"), default=None)
+    return CaseStatistic(
+        unit_code=case.unit.code,
+        kommunenummer=case.kommunenummer,
+        reaction=case.reaction,
+        minor=case.minor,
+        opened_month=case.created_at.strftime("%Y-%m"),
+        ended_month=case.ended_at.strftime("%Y-%m") if case.ended_at else None,
+        final_status=case.status,
+        attendances=sum(1 for m in case.meetings if m.outcome == "attended"),
+        no_shows=sum(1 for m in case.meetings if m.outcome == "no_show"),
+        tests_taken=sum(1 for t in case.tests if t.taken),
+        tests_missed=sum(1 for t in case.tests if not t.taken),
+        notices_sent=sum(1 for n in case.notices if n.status == "sent"),
+        days_to_first_meeting=(first - case.created_at.date()).days if first else None,
+        purged_at=now,
+    )
+
+
+def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
+    now = gw.clock.now()
+    days = gw.settings.gateway.retention_days
+    report = PurgeReport()
+    with gw.session() as session:
+        for case in purgeable(session, now, days):
+            report.cases.append(case.number)
+            if dry_run:
+                continue
+            session.add(_statistic(case, now))
+            report.inbound += _drop_inbound(session, case.id)
+            session.execute(delete(OrderRecord).where(OrderRecord.case_id == case.id))
+            report.outbox += _drop_outbox(session, case.id)
+            session.add(AuditEntry(at=now, actor="system:retention", case_number=case.number,
+                                   action="purged", detail=f"personal data removed after {days} days"))
+            session.delete(case)
+        cutoff = now - timedelta(days=days)
+        old_q = select(QuarantineEntry.inbound_id).where(QuarantineEntry.received_at < cutoff)
+        if dry_run:
+            report.quarantine = len(session.scalars(old_q).all())
+        else:
+            ids = list(session.scalars(old_q))
+            if ids:
+                session.execute(delete(QuarantineEntry).where(QuarantineEntry.inbound_id.in_(ids)))
+                session.execute(update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None))
+            report.quarantine = len(ids)
+            # Originals of messages that never became a case (duplicates, ignored mail).
+            session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.received_at < cutoff, InboundMessage.case_id.is_(None))
+                .values(content=None)
+            )
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.created_at < cutoff, OutboxItem.status.in_(("sent", "dead", "cancelled")))
+                .values(payload=None)
+            )
+    if report.cases and not dry_run:
+        log.info("purge: personal data removed for %d case(s)", len(report.cases))
+    return report
+
+
+def _drop_inbound(session: Session, case_id: int) -> int:
+    ids = list(session.scalars(select(InboundMessage.id).where(InboundMessage.case_id == case_id)))
+    if ids:
+        session.execute(update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None, case_id=None))
+    return len(ids)
+
+
+def _drop_outbox(session: Session, case_id: int) -> int:
+    session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.case_id == case_id, OutboxItem.status == "pending")
+        .values(status="cancelled", last_error="case purged")
+    )
+    result = session.execute(
+        update(OutboxItem).where(OutboxItem.case_id == case_id).values(payload=None, case_id=None, notice_id=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
