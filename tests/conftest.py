@@ -1,0 +1,91 @@
+"""Shared fixtures: a real gateway on real SQLite (and PostgreSQL when available),
+the real spool channel, and a simulated clock.
+
+PostgreSQL tests use ``RUSSAK_TEST_POSTGRES_URL`` (a server URL whose user may create
+databases); each test gets a fresh database. Without it they skip locally and fail
+under ``CI=true``, so CI can never pass by quietly not testing PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Gateway, open_gateway
+from gateway.clock import SimulatedClock
+from gateway.config import load_settings
+from tests.factories import write_config
+
+PG_URL = os.environ.get("RUSSAK_TEST_POSTGRES_URL")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Oslo
+
+
+def require_server(available: bool, what: str) -> None:
+    """Skip with a reason when a server is missing, but fail in CI."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but not available")
+    pytest.skip(f"{what} not available (set it up as .ci/run does)")
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(START)
+
+
+def _postgres_database() -> Iterator[str]:
+    require_server(bool(PG_URL), "PostgreSQL (RUSSAK_TEST_POSTGRES_URL)")
+    assert PG_URL is not None
+    from sqlalchemy import create_engine, text
+
+    name = f"russak_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'russak.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def sqlite_only_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'russak.db'}"
+
+
+def build_gateway(directory: Path, database: str, clock: SimulatedClock, **config: object) -> Gateway:
+    path = write_config(directory, database=database, **config)  # type: ignore[arg-type]
+    return open_gateway(load_settings(path), clock=clock, migrate=True)
+
+
+@pytest.fixture
+def gw(tmp_path: Path, database_url: str, clock: SimulatedClock) -> Iterator[Gateway]:
+    """A migrated gateway on each database backend."""
+    gateway = build_gateway(tmp_path / "gw", database_url, clock)
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def gw_sqlite(tmp_path: Path, sqlite_only_url: str, clock: SimulatedClock) -> Iterator[Gateway]:
+    gateway = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
+    yield gateway
+    gateway.close()
