@@ -545,3 +545,7 @@ def doctor(ctx: Context) -> None:
         gw.close()
     if problems:
         raise Failure(f"{problems} problem(s) found")
+
+
+if __name__ == "__main__":
+    main()

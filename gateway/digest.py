@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gateway import staff
 from gateway.clock import OSLO, local_today
@@ -34,23 +35,22 @@ def enqueue_due(gw: Gateway, now: datetime) -> int:
         with gw.session() as session:
             if session.scalar(select(OutboxItem.id).where(OutboxItem.key == key)) is not None:
                 continue
-            body = render_digest(gw, unit.code, local.date())
+            body = render_digest(gw, session, unit.code, local.date())
             if staff.send(gw, session, key=key, subject=f"Daglig oversikt {unit.name} {local.day}.{local.month}.{local.year}",
                           body=body, unit_code=unit.code, kind="digest"):
                 made += 1
     return made
 
 
-def render_digest(gw: Gateway, unit_code: str, today: date) -> str:
-    with gw.session() as session:
-        rows = session.execute(
-            select(Case.number, Case.status, Case.first_meeting_target, Case.attendance_deadline,
-                   Case.condition_end, Case.next_meeting_at, Case.minor)
-            .join(Unit).where(Unit.code == unit_code, Case.status.in_(ACTIVE)).order_by(Case.number)
-        ).all()
-        quarantined = session.scalar(
-            select(QuarantineEntry.id).where(QuarantineEntry.released_at.is_(None)).limit(1)
-        ) is not None
+def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) -> str:
+    rows = session.execute(
+        select(Case.number, Case.status, Case.first_meeting_target, Case.attendance_deadline,
+               Case.condition_end, Case.next_meeting_at, Case.minor)
+        .join(Unit).where(Unit.code == unit_code, Case.status.in_(ACTIVE)).order_by(Case.number)
+    ).all()
+    quarantined = session.scalar(
+        select(QuarantineEntry.id).where(QuarantineEntry.released_at.is_(None)).limit(1)
+    ) is not None
     groups: dict[str, list[dict[str, object]]] = {s: [] for s in ACTIVE}
     for number, status, target, deadline, end, meeting, minor in rows:
         groups[status].append({

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -338,7 +339,8 @@ def test_looks_like_order() -> None:
         ("<Reaksjon>betinget_patalaunnlatelse</Reaksjon>", "", "Straffesak/Reaksjon is required"),
         ("<ProvetidTil>2028-03-02</ProvetidTil>", "", "Straffesak/ProvetidTil is required"),
         ('<Oppmote antall="1" frist="2026-06-01"/>', '<Rusmiddeltesting antall="2"/>', "Oppmote"),
-        ("<Poststed>BERGEN</Poststed>", "<Poststed>BERGEN</Poststed><Poststed>X</Poststed>", "schema"),
+        ("<Poststed>BERGEN</Poststed>", "<Poststed>BERGEN</Poststed><Poststed>X</Poststed>",
+         "schema"),
         ("<Etternavn>Testmann</Etternavn>", "<Etternavn>Testmann</Etternavn>"
          "<Fodselsdato>2026-03-11</Fodselsdato>", "Fodselsdato is after Sendt"),
         ("<Sendt>", "<GjelderOrdreId>c41e5b2a-9f07-4d3b-8e26-1a7c0d9f3b55</GjelderOrdreId><Sendt>",
@@ -416,7 +418,8 @@ def test_schema_errors_never_quote_values() -> None:
 def test_sanitiser_on_raw_libxml_messages() -> None:
     message = (
         "Element '{urn:no:russak:oppmoteordre:1}Fornavn': [facet 'maxLength'] The value "
-        "'Kari 14859410023' has a length of '300'; this exceeds the allowed maximum length of '200'."
+        "'Kari 14859410023' has a length of '300'; this exceeds the allowed maximum length "
+        "of '200'."
     )
     cleaned = sanitise_xml_message(message)
     assert cleaned.startswith("Element Fornavn: [facet …] The value …")
@@ -569,7 +572,7 @@ def test_xinclude_is_not_processed(tmp_path: Path) -> None:
 
 
 class _CountingHandler(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         type(self).hits.append(self.path)
