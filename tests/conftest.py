@@ -48,7 +48,14 @@ def _postgres_database() -> Iterator[str]:
     name = f"russak_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # UTF-8 whatever the cluster's default: a cluster initialised without a locale
+        # (as on a bare CI machine) defaults to SQL_ASCII, where psycopg cannot send "å".
+        conn.execute(
+            text(
+                f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\' '
+                "LC_COLLATE 'C' LC_CTYPE 'C'"
+            )
+        )
     base, _, _ = PG_URL.rpartition("/")
     try:
         yield f"{base}/{name}"

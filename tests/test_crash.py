@@ -1,0 +1,573 @@
+"""Crash test: SIGKILL the real daemon at random moments, many times, then count.
+
+The gateway's promise is that a crash at any instant loses nothing and duplicates
+nothing that matters. The only honest way to check that is to run the real
+``russak run`` process on a real SQLite file and the real spool channel, kill it
+with SIGKILL (no handler, no cleanup) while it takes in orders and while it sends
+notices, restart it, and finally count what came out: one case per OrdreId, no
+order left behind, and one notice file per MeldingId in the spool outbox (the
+spool's duplicate receipt is the only way a resend may happen). A full run's
+database file and logs must also hold no identity number in clear.
+
+Kill timing is random (seeded; the seed is printed on failure and can be replayed
+with ``RUSSAK_CRASH_SEED``); every assertion is about end state and is deterministic.
+Work is fed in waves between restarts, so kills land while the daemon is busy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import IO
+
+import pytest
+from lxml import etree
+from sqlalchemy import select
+
+from connectors.spool import drop_file, safe_name
+from gateway import cases as svc
+from gateway.app import Gateway, open_gateway
+from gateway.clock import local_today
+from gateway.commands import Command, perform
+from gateway.config import load_settings
+from gateway.models import Case, Notice, OutboxItem
+from tests.factories import fnr, order_xml, write_config
+
+pytestmark = pytest.mark.slow
+
+NOTICE_NS = "urn:no:russak:melding:1"
+READY = b"russak-gateway running"
+ACTOR = "cli:crash-test"
+ORDERS = 60  # distinct OrdreIds
+INTAKE_ROUNDS = 16
+NOTICES = 30  # cases driven to a confirmed notice
+ATTENDED = 6  # cases where the person attended: never a notice
+DISPATCH_ROUNDS = 16
+DELIVERED = re.compile(
+    rb"outbox (\d+) \((\w+)\) delivered via spool( \(already delivered earlier\))?"
+)
+
+
+# The daemon as a child process -------------------------------------------------------
+
+
+def russak_command() -> list[str]:
+    """The installed console script next to this interpreter, else the module entry."""
+    script = Path(sys.executable).parent / "russak"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("russak")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from gateway.cli import main; main()"]
+
+
+def child_env() -> dict[str, str]:
+    """The test's environment minus systemd's variables, so logs stay plain text."""
+    env = dict(os.environ)
+    for name in (
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "JOURNAL_STREAM",
+        "RUSSAK_CONFIG",
+    ):
+        env.pop(name, None)
+    return env
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    handle: IO[bytes]
+    started: float
+
+
+@dataclass
+class Harness:
+    """Starts, kills and stops ``russak run``; every run's stderr goes to its own file."""
+
+    config: Path
+    logs: Path
+    runs: int = 0
+
+    def start(self) -> Run:
+        self.runs += 1
+        log = self.logs / f"daemon-{self.runs:03d}.log"
+        handle = log.open("wb")
+        proc = subprocess.Popen(
+            [*russak_command(), "--config", str(self.config), "--log-level", "DEBUG", "run"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=self.config.parent,
+            env=child_env(),
+        )
+        return Run(proc, log, handle, time.monotonic())
+
+    def wait_ready(self, run: Run, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY in run.log.read_bytes():
+                return
+            if run.proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        pytest.fail(
+            f"daemon did not start (exit {run.proc.poll()}):\n{run.log.read_text(errors='replace')[-3000:]}"
+        )
+
+    def kill(self, run: Run) -> None:
+        run.proc.send_signal(signal.SIGKILL)
+        run.proc.wait(timeout=30)
+        run.handle.close()
+
+    def stop(self, run: Run) -> int:
+        run.proc.send_signal(signal.SIGTERM)
+        try:
+            code = run.proc.wait(timeout=30)
+        finally:
+            run.handle.close()
+        return code
+
+    def cli(self, *args: str) -> str:
+        """One ``russak`` command; its output is kept with the logs (privacy check)."""
+        done = subprocess.run(
+            [*russak_command(), "--config", str(self.config), *args],
+            capture_output=True,
+            cwd=self.config.parent,
+            env=child_env(),
+            timeout=60,
+            check=False,
+        )
+        self.runs += 1
+        (self.logs / f"cli-{self.runs:03d}.log").write_bytes(done.stdout + done.stderr)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        return done.stdout.decode()
+
+
+# Looking at the state from outside -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "russak.db"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "spool" / "inbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "spool" / "outbox"
+
+    @property
+    def mail(self) -> Path:
+        return self.root / "spool" / "mail"
+
+    def waiting(self) -> int:
+        """Order files still in the inbox (not dot-files: those are never read)."""
+        return len([p for p in self.inbox.glob("*") if not p.name.startswith(".")])
+
+    def scalar(self, sql: str) -> int:
+        """A count from the live database without taking its write lock."""
+        if not self.db.exists():
+            return 0
+        try:
+            with closing(sqlite3.connect(self.db, timeout=30)) as conn:
+                row = conn.execute(sql).fetchone()
+        except sqlite3.OperationalError:  # killed before the schema existed
+            return 0
+        return int(row[0]) if row else 0
+
+    def pending(self) -> int:
+        return self.scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
+
+    def busy(self) -> bool:
+        return self.waiting() > 0 or self.pending() > 0
+
+
+@dataclass
+class Kill:
+    round: int
+    when: str  # "startup" (from spawn) or "working" (after the ready line)
+    delay: float
+    busy_after: bool
+
+
+@dataclass
+class Crashes:
+    kills: list[Kill] = field(default_factory=list)
+
+    @property
+    def interrupted(self) -> int:
+        return sum(k.busy_after for k in self.kills)
+
+    def summary(self) -> str:
+        early = sum(k.when == "startup" for k in self.kills)
+        return (
+            f"{len(self.kills)} kills ({early} during startup), {self.interrupted} left work undone"
+        )
+
+
+def crash_rounds(
+    harness: Harness,
+    paths: Paths,
+    rng: random.Random,
+    rounds: int,
+    before: Callable[[int], None],
+) -> Crashes:
+    """Start the daemon and SIGKILL it ``rounds`` times, calling ``before(i)`` in between.
+
+    One kill in five is timed from spawn (startup, migration check, lease); the rest
+    wait for the ready line and then kill during the first 0.3 s of work, which is
+    when the freshly fed wave is being taken in or sent.
+    """
+    crashes = Crashes()
+    for i in range(rounds):
+        before(i)
+        run = harness.start()
+        if rng.random() < 0.2:
+            when, delay = "startup", rng.uniform(0.05, 0.6)
+            time.sleep(max(0.0, run.started + delay - time.monotonic()))
+        else:
+            when, delay = "working", rng.uniform(0.0, 0.3)
+            harness.wait_ready(run)
+            time.sleep(delay)
+        harness.kill(run)
+        crashes.kills.append(Kill(i, when, delay, paths.busy()))
+    return crashes
+
+
+def run_to_completion(
+    harness: Harness, paths: Paths, done: Callable[[], bool], timeout: float = 40.0
+) -> None:
+    """One last run that is allowed to finish (leases of killed sends expire), then SIGTERM."""
+    run = harness.start()
+    harness.wait_ready(run)
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline or run.proc.poll() is not None:
+            harness.stop(run)
+            pytest.fail(
+                f"work not finished: {paths.waiting()} in inbox, {paths.pending()} pending in outbox"
+            )
+        time.sleep(0.1)
+    assert harness.stop(run) == 0, run.log.read_text(errors="replace")[-3000:]
+
+
+@contextmanager
+def gateway_of(config: Path) -> Iterator[Gateway]:
+    gw = open_gateway(load_settings(config))
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+# Test data ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestOrder:
+    order_id: str
+    national_id: str
+    case_reference: str
+    data: bytes
+
+
+def make_orders(rng: random.Random) -> list[TestOrder]:
+    """Distinct people (synthetic numbers), case references and OrdreIds."""
+    orders = []
+    for i in range(ORDERS):
+        birth = date(1970 + i // 12, i % 12 + 1, (i * 7) % 28 + 1)
+        national_id = fnr(birth)
+        order_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        reference = str(24_100_000 + i)
+        data = order_xml(
+            order_id=order_id, national_id=national_id, birth=birth, case_reference=reference
+        )
+        orders.append(TestOrder(order_id, national_id, reference, data))
+    assert len({o.national_id for o in orders}) == ORDERS
+    return orders
+
+
+def intake_waves(orders: list[TestOrder]) -> dict[int, list[tuple[str, bytes]]]:
+    """Files to drop before given rounds: every order once, plus two kinds of repeat.
+
+    Every 6th order is dropped again byte for byte under another name (same round or
+    a later one); every 10th is re-sent with the same OrdreId but other bytes (a new
+    ``Sendt``), which intake must see as the same order.
+    """
+    waves: dict[int, list[tuple[str, bytes]]] = {}
+    per_wave = ORDERS // 4
+    for i, order in enumerate(orders):
+        wave = (i // per_wave) * 4  # rounds 0, 4, 8, 12
+        waves.setdefault(wave, []).append((f"ordre-{i:03d}.xml", order.data))
+        if i % 6 == 0:
+            later = wave + (4 if i % 12 == 0 and wave < 12 else 0)
+            waves.setdefault(later, []).append((f"ordre-{i:03d}-kopi.xml", order.data))
+        if i % 10 == 5:
+            resent = order.data.replace(b"2026-11-20T09:00:00+00:00", b"2026-11-20T09:30:00+00:00")
+            assert resent != order.data
+            waves.setdefault(wave, []).append((f"ordre-{i:03d}-igjen.xml", resent))
+    return waves
+
+
+def distinct_contents(waves: dict[int, list[tuple[str, bytes]]]) -> int:
+    return len({data for files in waves.values() for _, data in files})
+
+
+# The test -----------------------------------------------------------------------------
+
+
+def test_sigkill_during_intake_and_dispatch_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    seed = int(os.environ.get("RUSSAK_CRASH_SEED") or random.SystemRandom().randrange(2**32))
+    try:
+        _crash_test(tmp_path, seed)
+    except BaseException:
+        print(f"crash test seed: {seed} (repeat with RUSSAK_CRASH_SEED={seed})")
+        raise
+
+
+def _crash_test(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    root = tmp_path / "gw"
+    config = write_config(root)
+    paths = Paths(root)
+    paths.inbox.mkdir(parents=True, exist_ok=True)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    harness = Harness(config, logs)
+    started = time.monotonic()
+
+    # Phase 1: intake --------------------------------------------------------------
+    orders = make_orders(rng)
+    waves = intake_waves(orders)
+
+    def feed(i: int) -> None:
+        for name, data in waves.get(i, []):
+            drop_file(paths.inbox, name, data)
+
+    intake = crash_rounds(harness, paths, rng, INTAKE_ROUNDS, feed)
+    run_to_completion(harness, paths, lambda: not paths.busy())
+
+    listed = json.loads(harness.cli("cases", "--json"))
+    by_order = Counter(c["order_id"] for c in listed)
+    assert set(by_order) == {o.order_id for o in orders}, (
+        "an order was lost (or a stranger appeared)"
+    )
+    assert max(by_order.values()) == 1, "a case was duplicated"
+    assert len(listed) == ORDERS
+    assert len({c["number"] for c in listed}) == ORDERS
+    assert {c["status"] for c in listed} == {"awaiting_summons"}
+    assert paths.waiting() == 0
+    assert paths.scalar("SELECT count(*) FROM orders") == ORDERS
+    assert paths.scalar("SELECT count(*) FROM inbound_messages") == distinct_contents(waves)
+    assert paths.scalar("SELECT count(*) FROM quarantine") == 0
+    assert paths.scalar("SELECT count(*) FROM outbox WHERE status != 'sent'") == 0
+
+    # Phase 2: dispatch ------------------------------------------------------------
+    number_of = {c["order_id"]: c["number"] for c in listed}
+    noticed = [o for o in orders[:NOTICES]]
+    attended = [o for o in orders[NOTICES : NOTICES + ATTENDED]]
+    per_wave = NOTICES // 5
+    notice_waves = {r * 3: noticed[r * per_wave : (r + 1) * per_wave] for r in range(5)}
+    attend_waves = {r * 3: attended[r::5] for r in range(5)}
+
+    def confirm(i: int) -> None:
+        """Staff record a missed meeting and confirm the notice while the daemon is down."""
+        if i not in notice_waves:
+            return
+        with gateway_of(config) as gw, gw.session() as session:
+            today = local_today(gw.clock.now())
+            for order in notice_waves[i]:
+                case = svc.get_case(session, number_of[order.order_id])
+                perform(gw, session, case, Command("summoned", on=today - timedelta(days=7)), ACTOR)
+                perform(gw, session, case, Command("no-show", on=today - timedelta(days=7)), ACTOR)
+                perform(gw, session, case, Command("send-notice"), ACTOR)
+            for order in attend_waves[i]:
+                case = svc.get_case(session, number_of[order.order_id])
+                perform(gw, session, case, Command("summoned", on=today - timedelta(days=7)), ACTOR)
+                perform(gw, session, case, Command("attended", on=today - timedelta(days=7)), ACTOR)
+
+    dispatch = crash_rounds(harness, paths, rng, DISPATCH_ROUNDS, confirm)
+    run_to_completion(
+        harness,
+        paths,
+        lambda: (
+            paths.pending() == 0
+            and paths.scalar("SELECT count(*) FROM notices WHERE status = 'sent'") == NOTICES
+        ),
+    )
+    print(
+        f"seed {seed}: intake {intake.summary()}; dispatch {dispatch.summary()}; "
+        f"{harness.runs} processes in {time.monotonic() - started:.1f} s"
+    )
+
+    # The kills must have hit work in progress, or this test proves nothing.
+    assert intake.interrupted >= 3, intake.summary()
+    assert dispatch.interrupted >= 3, dispatch.summary()
+
+    _check_dispatch(config, paths, noticed, attended, logs)
+    _check_privacy(paths, logs, orders, noticed)
+
+
+def _check_dispatch(
+    config: Path, paths: Paths, noticed: list[TestOrder], attended: list[TestOrder], logs: Path
+) -> None:
+    with gateway_of(config) as gw, gw.session() as session:
+        items = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
+        notices = session.scalars(select(Notice)).all()
+        case_of = {c.id: c for c in session.scalars(select(Case))}
+
+    # Every outbox row delivered; nothing dead, nothing cancelled in this story.
+    assert Counter(i.status for i in items) == {"sent": len(items)}
+    by_order = {case_of[n.case_id].order_id: n for n in notices}
+    assert len(notices) == NOTICES and set(by_order) == {o.order_id for o in noticed}
+    assert {n.status for n in notices} == {"sent"}
+    for order in noticed:
+        assert case_of_order(case_of, order).status == "notified"
+    for order in attended:
+        case = case_of_order(case_of, order)
+        assert case.status == "fulfilled" and case.notice_state == "none"
+
+    # One notice row per notice, keyed by its MeldingId, never re-keyed for a retry.
+    notice_items = [i for i in items if i.kind == "notice"]
+    assert sorted(i.key for i in notice_items) == sorted(f"notice:{n.message_id}" for n in notices)
+
+    # The spool outbox: exactly one .xml (and its .txt) per notice row, one MeldingId each.
+    xml_files = sorted(p.name for p in paths.outbox.glob("*.xml"))
+    assert xml_files == sorted(f"{safe_name(i.key)}.xml" for i in notice_items)
+    assert sorted(p.stem for p in paths.outbox.glob("*.txt")) == sorted(
+        Path(n).stem for n in xml_files
+    )
+    seen: Counter[str] = Counter()
+    for path in paths.outbox.glob("*.xml"):
+        doc = etree.fromstring(path.read_bytes())
+        message_id = doc.findtext(f"{{{NOTICE_NS}}}MeldingId")
+        assert message_id is not None
+        seen[message_id] += 1
+        notice = next(n for n in notices if n.message_id == message_id)
+        case = case_of[notice.case_id]
+        assert doc.findtext(f"{{{NOTICE_NS}}}GjelderOrdreId") == case.order_id
+        assert doc.findtext(f"{{{NOTICE_NS}}}Saksnummer") == case.case_reference
+    assert set(seen) == {n.message_id for n in notices}
+    assert max(seen.values()) == 1, "a notice was delivered twice"
+
+    # Attended cases left no trace in anything sent to the police.
+    police_text = b"".join(
+        p.read_bytes() for p in paths.outbox.iterdir() if not p.name.startswith(".")
+    )
+    for order in attended:
+        assert order.case_reference.encode() not in police_text
+        assert order.order_id.encode() not in police_text
+
+    # Staff mail: one file per outbox key, and each Message-ID once.
+    mail_items = [i for i in items if i.kind != "notice"]
+    assert sorted(p.name for p in paths.mail.glob("*.eml")) == sorted(
+        f"{safe_name(i.key)}.eml" for i in mail_items
+    )
+    ids = Counter(
+        str(BytesParser(policy=policy.default).parsebytes(p.read_bytes())["Message-ID"])
+        for p in paths.mail.glob("*.eml")
+    )
+    assert len(ids) == len(mail_items) and max(ids.values()) == 1
+
+    # Repeats happen only through the channel's duplicate receipt: per outbox row, the
+    # channel reported a fresh write at most once, and a duplicate only after a retry.
+    fresh: Counter[int] = Counter()
+    repeated: Counter[int] = Counter()
+    for log in sorted(logs.glob("daemon-*.log")):
+        for match in DELIVERED.finditer(log.read_bytes()):
+            (repeated if match.group(3) else fresh)[int(match.group(1))] += 1
+    attempts = {i.id: i.attempts for i in items}
+    assert not [k for k, n in fresh.items() if n > 1], "an outbox row was written twice"
+    assert all(attempts[k] >= 2 for k in repeated), "a duplicate receipt without a retry"
+    assert set(fresh) | set(repeated) <= set(attempts)
+    print(
+        f"{sum(repeated.values())} duplicate receipt(s) ('already delivered earlier'), "
+        f"{sum(a > 1 for a in attempts.values())} row(s) retried after a kill"
+    )
+
+
+def case_of_order(case_of: dict[int, Case], order: TestOrder) -> Case:
+    found = [c for c in case_of.values() if c.order_id == order.order_id]
+    assert len(found) == 1
+    return found[0]
+
+
+def _identity_patterns(national_id: str) -> list[bytes]:
+    return [national_id.encode(), f"{national_id[:6]} {national_id[6:]}".encode()]
+
+
+def _check_privacy(
+    paths: Paths, logs: Path, orders: list[TestOrder], noticed: list[TestOrder]
+) -> None:
+    """No identity number in clear in the database files, the logs or staff mail."""
+    stored = [
+        p
+        for p in (
+            paths.db,
+            paths.db.with_name("russak.db-wal"),
+            paths.db.with_name("russak.db-shm"),
+        )
+        if p.exists()
+    ]
+    assert paths.db in stored and paths.db.stat().st_size > 0
+    texts: dict[str, bytes] = {str(p.name): p.read_bytes() for p in stored}
+    texts.update({p.name: p.read_bytes() for p in sorted(logs.iterdir())})
+    for path in sorted(paths.mail.glob("*.eml")):
+        raw = path.read_bytes()
+        parsed = BytesParser(policy=policy.default).parsebytes(raw)
+        decoded = "\n".join(
+            str(part.get_content()) for part in parsed.walk() if not part.is_multipart()
+        )
+        texts[path.name] = raw + b"\n" + decoded.encode()
+    leaks = [
+        name
+        for name, data in texts.items()
+        for order in orders
+        if any(pattern in data for pattern in _identity_patterns(order.national_id))
+    ]
+    assert not leaks, f"identity number in clear in: {sorted(set(leaks))}"
+
+    # Positive control: the scan does find numbers where they belong (the notices).
+    police = b"".join(p.read_bytes() for p in paths.outbox.glob("*.xml"))
+    assert all(o.national_id.encode() in police for o in noticed)
+    assert not any(o.national_id.encode() in police for o in orders[len(noticed) :])
+
+
+def test_case_json_has_no_identity_number(tmp_path: Path) -> None:
+    """Guard for the crash test's reliance on ``cases --json``: it must stay free of numbers."""
+    config = write_config(tmp_path / "gw")
+    paths = Paths(tmp_path / "gw")
+    paths.inbox.mkdir(parents=True, exist_ok=True)
+    national_id = fnr(date(1999, 2, 3))
+    drop_file(paths.inbox, "ordre.xml", order_xml(national_id=national_id))
+    harness = Harness(config, tmp_path)
+    harness.cli("run", "--once")
+    out = harness.cli("cases", "--json")
+    assert len(json.loads(out)) == 1
+    assert national_id not in out
