@@ -52,7 +52,9 @@ class Gateway:
         if name not in self._channels:
             from gateway.registry import build_channel
 
-            self._channels[name] = build_channel(self.settings, self.settings.channel(name), self.clock)
+            self._channels[name] = build_channel(
+                self.settings, self.settings.channel(name), self.clock
+            )
         return self._channels[name]
 
     def inbound_channels(self) -> list[InboundChannel]:
@@ -70,7 +72,9 @@ class Gateway:
         self.engine.dispose()
 
 
-def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Gateway:
+def open_gateway(
+    settings: Settings, *, clock: Clock | None = None, migrate: bool = False
+) -> Gateway:
     """Load the key, connect the database (migrating when asked) and build the wiring."""
     try:
         cipher = load_key_file(settings.resolve_path(settings.gateway.key_file))

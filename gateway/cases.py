@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING
 
@@ -66,7 +66,15 @@ def facts_of(case: Case) -> CaseFacts:
         no_shows=tuple(date.fromisoformat(d) for d in case.open_no_shows or ()),
         tests_missed=tuple(date.fromisoformat(d) for d in case.open_tests_missed or ()),
         notice=notices.NoticeState(case.notice_state),
+        notice_breaches=_unsent_breaches(case),
     )
+
+
+def _unsent_breaches(case: Case) -> tuple[notices.BreachFact, ...]:
+    for notice in reversed(case.notices):
+        if notice.status in ("draft", "queued"):
+            return breaches_of(notice)
+    return ()
 
 
 def _store_facts(case: Case, facts: CaseFacts, now: datetime) -> None:
@@ -83,7 +91,14 @@ def _store_facts(case: Case, facts: CaseFacts, now: datetime) -> None:
     case.updated_at = now
 
 
-def audit(gw: Gateway, session: Session, actor: str, action: str, case: Case | None, detail: str | None = None) -> None:
+def audit(
+    gw: Gateway,
+    session: Session,
+    actor: str,
+    action: str,
+    case: Case | None,
+    detail: str | None = None,
+) -> None:
     session.add(
         AuditEntry(
             at=gw.clock.now(),
@@ -131,7 +146,10 @@ def next_case_number(session: Session, year: int) -> str:
     name = f"case:{year}"
     for _ in range(3):
         value = session.scalar(
-            update(Sequence).where(Sequence.name == name).values(value=Sequence.value + 1).returning(Sequence.value)
+            update(Sequence)
+            .where(Sequence.name == name)
+            .values(value=Sequence.value + 1)
+            .returning(Sequence.value)
         )
         if value is not None:
             return f"RUS-{year}-{value:04d}"
@@ -149,7 +167,11 @@ def next_case_number(session: Session, year: int) -> str:
 
 def _minor(order_birth: date | None, reaction: str | None, today: date) -> bool:
     if order_birth is not None:
-        age = today.year - order_birth.year - ((today.month, today.day) < (order_birth.month, order_birth.day))
+        age = (
+            today.year
+            - order_birth.year
+            - ((today.month, today.day) < (order_birth.month, order_birth.day))
+        )
         return age < 18
     return reaction in YOUTH_REACTIONS
 
@@ -159,7 +181,11 @@ def _address_json(address: object | None) -> str | None:
         return None
     lines = getattr(address, "lines", ())
     return json.dumps(
-        {"lines": list(lines), "postal_code": getattr(address, "postal_code", None), "city": getattr(address, "city", None)},
+        {
+            "lines": list(lines),
+            "postal_code": getattr(address, "postal_code", None),
+            "city": getattr(address, "city", None),
+        },
         ensure_ascii=False,
     )
 
@@ -170,7 +196,11 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
     now = gw.clock.now()
     today = local_today(now)
     birth = order.person.birth_date or parse_identity_number(order.person.national_id).birth_date()
-    deadline = gw.calendar.next_working_day(order.attendance_deadline) if order.attendance_deadline else None
+    deadline = (
+        gw.calendar.next_working_day(order.attendance_deadline)
+        if order.attendance_deadline
+        else None
+    )
     case = Case(
         number=next_case_number(session, today.year),
         unit_id=unit_row(session, unit).id,
@@ -233,7 +263,13 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
     return case
 
 
-def open_letter_case(gw: Gateway, session: Session, unit: UnitSettings, suggestions: dict[str, list[str]], sender: str | None) -> Case:
+def open_letter_case(
+    gw: Gateway,
+    session: Session,
+    unit: UnitSettings,
+    suggestions: dict[str, list[str]],
+    sender: str | None,
+) -> Case:
     """A letter (no structured order) from an allowed police sender: staff complete it."""
     now = gw.clock.now()
     today = local_today(now)
@@ -302,7 +338,9 @@ def register(gw: Gateway, session: Session, case: Case, reg: Registration, actor
     case.condition_end = reg.condition_end
     case.sender_org_number = reg.sender_org_number
     case.reaction = reg.reaction
-    case.attendance_deadline = gw.calendar.next_working_day(reg.attendance_deadline) if reg.attendance_deadline else None
+    case.attendance_deadline = (
+        gw.calendar.next_working_day(reg.attendance_deadline) if reg.attendance_deadline else None
+    )
     case.minor = _minor(birth, reg.reaction, today)
     case.person = Person(
         national_id=ident.value,
@@ -311,7 +349,9 @@ def register(gw: Gateway, session: Session, case: Case, reg: Registration, actor
         last_name=reg.last_name,
         birth_date=birth.isoformat() if birth else None,
     )
-    _apply(gw, session, case, lifecycle.Amended(reg.required_attendances, reg.tests_required), actor)
+    _apply(
+        gw, session, case, lifecycle.Amended(reg.required_attendances, reg.tests_required), actor
+    )
     _apply(gw, session, case, lifecycle.Registered(), actor)
     case.suggestions = None
     session.flush()
@@ -321,7 +361,14 @@ def register(gw: Gateway, session: Session, case: Case, reg: Registration, actor
 # Events ---------------------------------------------------------------------------
 
 
-def _apply(gw: Gateway, session: Session, case: Case, event: lifecycle.Event, actor: str, detail: str | None = None) -> lifecycle.Transition:
+def _apply(
+    gw: Gateway,
+    session: Session,
+    case: Case,
+    event: lifecycle.Event,
+    actor: str,
+    detail: str | None = None,
+) -> lifecycle.Transition:
     now = gw.clock.now()
     transition = lifecycle.apply(facts_of(case), event)
     _store_facts(case, transition.facts, now)
@@ -354,17 +401,42 @@ def _meeting_at(on: date, at: time | None) -> datetime | None:
     return datetime.combine(on, at, tzinfo=OSLO)
 
 
-def summon(gw: Gateway, session: Session, case: Case, meeting_on: date, at: time | None, place: str | None, actor: str, channel: str = "brev") -> Meeting:
+def summon(
+    gw: Gateway,
+    session: Session,
+    case: Case,
+    meeting_on: date,
+    at: time | None,
+    place: str | None,
+    actor: str,
+    channel: str = "brev",
+) -> Meeting:
     """Written summons sent today; a meeting is booked (a re-summons after a no-show too)."""
     for open_meeting in case.meetings:
         if open_meeting.outcome is None:
             open_meeting.outcome = "cancelled"
             open_meeting.outcome_on = local_today(gw.clock.now())
-    _apply(gw, session, case, lifecycle.Summoned(meeting_on), actor, f"meeting {meeting_on.isoformat()}")
-    meeting = Meeting(case_id=case.id, starts_on=meeting_on, starts_at=_meeting_at(meeting_on, at), place=place)
+    _apply(
+        gw,
+        session,
+        case,
+        lifecycle.Summoned(meeting_on),
+        actor,
+        f"meeting {meeting_on.isoformat()}",
+    )
+    meeting = Meeting(
+        case_id=case.id, starts_on=meeting_on, starts_at=_meeting_at(meeting_on, at), place=place
+    )
     case.meetings.append(meeting)
     session.flush()
-    case.summonses.append(Summons(case_id=case.id, sent_on=local_today(gw.clock.now()), channel=channel, meeting_id=meeting.id))
+    case.summonses.append(
+        Summons(
+            case_id=case.id,
+            sent_on=local_today(gw.clock.now()),
+            channel=channel,
+            meeting_id=meeting.id,
+        )
+    )
     case.next_meeting_at = meeting.starts_at or datetime.combine(meeting_on, time(0), tzinfo=OSLO)
     return meeting
 
@@ -446,7 +518,9 @@ def amend(gw: Gateway, session: Session, case: Case, order: Order) -> None:
         gw,
         session,
         case,
-        lifecycle.Amended(order.required_attendances, order.testing.count if order.testing else None),
+        lifecycle.Amended(
+            order.required_attendances, order.testing.count if order.testing else None
+        ),
         "system:intake",
         f"order {order.order_id}",
     )
@@ -470,19 +544,31 @@ def _breach_rows(breaches: tuple[notices.BreachFact, ...]) -> list[dict[str, str
 
 
 def breaches_of(notice: Notice) -> tuple[notices.BreachFact, ...]:
-    return tuple(notices.BreachFact(b["type"], date.fromisoformat(b["on"])) for b in notice.breaches)  # type: ignore[arg-type]
+    return tuple(
+        notices.BreachFact(b["type"], date.fromisoformat(b["on"])) for b in notice.breaches
+    )  # type: ignore[arg-type]
 
 
-def _draft_notice(gw: Gateway, session: Session, case: Case, breaches: tuple[notices.BreachFact, ...]) -> None:
+def _draft_notice(
+    gw: Gateway, session: Session, case: Case, breaches: tuple[notices.BreachFact, ...]
+) -> None:
     now = gw.clock.now()
     unit = unit_settings(gw, case)
     draft = _current_notice(case, "draft")
     if draft is None:
-        draft = Notice(case_id=case.id, message_id=str(uuid.uuid4()), status="draft", breaches=[], created_at=now)
+        draft = Notice(
+            case_id=case.id,
+            message_id=str(uuid.uuid4()),
+            status="draft",
+            breaches=[],
+            created_at=now,
+        )
         case.notices.append(draft)
     draft.breaches = _breach_rows(breaches)
     if unit.notice_policy == "auto":
-        draft.auto_send_on = gw.calendar.add_working_days(local_today(now), unit.auto_notice_after_working_days)
+        draft.auto_send_on = gw.calendar.add_working_days(
+            local_today(now), unit.auto_notice_after_working_days
+        )
     session.flush()
     from gateway import staff
 
@@ -511,7 +597,9 @@ def _route(gw: Gateway, case: Case) -> tuple[str, tuple[str, ...]]:
     return district.notice_channel, (address,)
 
 
-def _queue_notice(gw: Gateway, session: Session, case: Case, breaches: tuple[notices.BreachFact, ...], actor: str) -> None:
+def _queue_notice(
+    gw: Gateway, session: Session, case: Case, breaches: tuple[notices.BreachFact, ...], actor: str
+) -> None:
     from gateway import outbox, police
 
     notice = _current_notice(case, "draft")
@@ -519,10 +607,14 @@ def _queue_notice(gw: Gateway, session: Session, case: Case, breaches: tuple[not
     notice.status = "queued"
     notice.breaches = _breach_rows(breaches)
     channel, recipients = _route(gw, case)
-    earlier = session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.notice_id == notice.id))
+    earlier = session.scalar(
+        select(func.count()).select_from(OutboxItem).where(OutboxItem.notice_id == notice.id)
+    )
     key = f"notice:{notice.message_id}" + (f":retry{earlier}" if earlier else "")
     message = police.build_notice_message(gw, case, notice, recipients, key)
-    enqueued = outbox.enqueue(gw, session, message, kind="notice", channel=channel, case_id=case.id, notice_id=notice.id)
+    enqueued = outbox.enqueue(
+        gw, session, message, kind="notice", channel=channel, case_id=case.id, notice_id=notice.id
+    )
     if enqueued is None:
         log.warning("case %s: notice %s was already in the outbox", case.number, key)
 
@@ -536,16 +628,37 @@ def notice_may_go(gw: Gateway, session: Session, item: OutboxItem) -> bool:
         return False
     if not notices.may_send(facts_of(case), breaches_of(notice)):
         notice.status, notice.cancel_reason = "cancelled", "no longer reportable at send time"
-        log.warning("case %s: notice %s no longer reportable; cancelled", case.number, notice.message_id)
-        audit(gw, session, "system:outbox", "notice_cancelled", case, "no longer reportable at send time")
+        facts = replace(facts_of(case), notice=notices.NoticeState.NONE, notice_breaches=())
+        _store_facts(case, lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts, gw.clock.now())
+        log.warning(
+            "case %s: notice %s no longer reportable; cancelled", case.number, notice.message_id
+        )
+        audit(
+            gw,
+            session,
+            "system:outbox",
+            "notice_cancelled",
+            case,
+            "no longer reportable at send time",
+        )
         return False
     return True
 
 
 def notice_delivered(gw: Gateway, session: Session, notice: Notice, receipt: str | None) -> None:
+    """Record a delivery. A delivery is a fact: if the case changed while the notice was
+    in flight (attendance registered, closed), the delivery is still recorded, and staff
+    are told, rather than the state machine refusing and the send being repeated."""
     case = session.get_one(Case, notice.case_id)
     notice.status, notice.sent_at, notice.receipt = "sent", gw.clock.now(), receipt
-    _apply(gw, session, case, lifecycle.NoticeDelivered(), "system:outbox", receipt)
+    facts = facts_of(case)
+    if facts.notice is notices.NoticeState.QUEUED and facts.status not in lifecycle.ENDED:
+        _apply(gw, session, case, lifecycle.NoticeDelivered(), "system:outbox", receipt)
+    else:
+        facts = replace(facts, notice=notices.NoticeState.SENT, notice_breaches=())
+        _store_facts(case, lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts, gw.clock.now())
+        audit(gw, session, "system:outbox", "notice_delivered_after_change", case, receipt)
+        log.warning("case %s: notice %s was delivered after the case changed", case.number, notice.message_id)
     from gateway import staff
 
     staff.alert_notice_sent(gw, session, case, notice)
@@ -572,7 +685,9 @@ def auto_confirm_due(gw: Gateway, session: Session) -> list[str]:
     today = local_today(gw.clock.now())
     done = []
     for notice in session.scalars(
-        select(Notice).where(Notice.status == "draft", Notice.auto_send_on.is_not(None), Notice.auto_send_on <= today)
+        select(Notice).where(
+            Notice.status == "draft", Notice.auto_send_on.is_not(None), Notice.auto_send_on <= today
+        )
     ):
         case = session.get_one(Case, notice.case_id)
         try:

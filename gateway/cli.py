@@ -88,8 +88,17 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", metavar="FILE", help="Configuration file (default: $RUSSAK_CONFIG or ./russak.toml).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Override gateway.log_level.")
+@click.option(
+    "--config",
+    "config",
+    metavar="FILE",
+    help="Configuration file (default: $RUSSAK_CONFIG or ./russak.toml).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Override gateway.log_level.",
+)
 @click.version_option(package_name="russak-gateway")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, log_level: str | None) -> None:
@@ -103,15 +112,29 @@ def main(ctx: click.Context, config: str | None, log_level: str | None) -> None:
 @main.command()
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--org-number", default=None, help="The unit's organisation number (9 digits).")
-@click.option("--kommunenummer", "kommunenummer", multiple=True, help="A municipality served (repeatable).")
+@click.option(
+    "--kommunenummer", "kommunenummer", multiple=True, help="A municipality served (repeatable)."
+)
 @click.option("--name", default=None, help="The unit's name.")
 @click.option("--staff", "staff", multiple=True, help="Staff e-mail address (repeatable).")
 @guarded
-def init(directory: Path, org_number: str | None, kommunenummer: tuple[str, ...], name: str | None, staff: tuple[str, ...]) -> None:
+def init(
+    directory: Path,
+    org_number: str | None,
+    kommunenummer: tuple[str, ...],
+    name: str | None,
+    staff: tuple[str, ...],
+) -> None:
     """Write a working embedded-default setup in DIR (config, key, SQLite, spool)."""
     from gateway.setup import initialise
 
-    made = initialise(directory, org_number=org_number, kommunenummer=list(kommunenummer), name=name, staff=list(staff))
+    made = initialise(
+        directory,
+        org_number=org_number,
+        kommunenummer=list(kommunenummer),
+        name=name,
+        staff=list(staff),
+    )
     for line in made:
         click.echo(line)
 
@@ -127,7 +150,9 @@ def migrate(ctx: Context) -> None:
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="One full cycle (poll every channel, tick, dispatch), then exit.")
+@click.option(
+    "--once", is_flag=True, help="One full cycle (poll every channel, tick, dispatch), then exit."
+)
 @pass_ctx
 @guarded
 def run(ctx: Context, once: bool) -> None:
@@ -156,7 +181,11 @@ def run(ctx: Context, once: bool) -> None:
 
 
 @main.command()
-@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), help="Work in this directory and keep it.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Work in this directory and keep it.",
+)
 @guarded
 def demo(keep: Path | None) -> None:
     """Months of case life on sample orders, with a simulated clock, in seconds."""
@@ -169,7 +198,9 @@ def demo(keep: Path | None) -> None:
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @pass_ctx
 @guarded
 def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
@@ -257,7 +288,9 @@ def cases_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no cases")
     for r in rows:
-        click.echo(f"{r['number']:<15} {r['status']:<19} unit={r['unit']:<10} deadline={r['deadline'] or '-'}  ref={r['case_reference'] or '-'}")
+        click.echo(
+            f"{r['number']:<15} {r['status']:<19} unit={r['unit']:<10} deadline={r['deadline'] or '-'}  ref={r['case_reference'] or '-'}"
+        )
 
 
 @main.group()
@@ -268,7 +301,9 @@ def case() -> None:
 @case.command(name="show")
 @click.argument("case_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--reveal", is_flag=True, help="Also show the identity number (writes an audit entry).")
+@click.option(
+    "--reveal", is_flag=True, help="Also show the identity number (writes an audit entry)."
+)
 @pass_ctx
 @guarded
 def case_show(ctx: Context, case_id: str, as_json: bool, reveal: bool) -> None:
@@ -294,11 +329,15 @@ def case_show(ctx: Context, case_id: str, as_json: bool, reveal: bool) -> None:
         if c.status == "needs_registration":
             suggestions = suggestions_of(c)
             if not reveal:
-                suggestions["national_ids"] = [f"{n[:6]}*****" for n in suggestions.get("national_ids", [])]
+                suggestions["national_ids"] = [
+                    f"{n[:6]}*****" for n in suggestions.get("national_ids", [])
+                ]
             data["suggestions"] = suggestions
         if reveal:
             data["national_id"] = c.person.national_id if c.person else None
-            svc.audit(gw, session, f"cli:{_operator()}", "revealed_identity", c, "case show --reveal")
+            svc.audit(
+                gw, session, f"cli:{_operator()}", "revealed_identity", c, "case show --reveal"
+            )
     gw.close()
     if as_json:
         _dump(data)
@@ -326,7 +365,15 @@ EVENTS = ("summoned", "attended", "no-show", "test-taken", "test-missed", "send-
 @click.option("--reason", help="Reason (close).")
 @pass_ctx
 @guarded
-def record(ctx: Context, case_id: str, event: str, on: str | None, at: str | None, place: str | None, reason: str | None) -> None:
+def record(
+    ctx: Context,
+    case_id: str,
+    event: str,
+    on: str | None,
+    at: str | None,
+    place: str | None,
+    reason: str | None,
+) -> None:
     """Record an event on a case."""
     from gateway import cases as svc
     from gateway.clock import local_today
@@ -349,7 +396,13 @@ def record(ctx: Context, case_id: str, event: str, on: str | None, at: str | Non
             raise UsageFailure("close needs --reason")
         with gw.session() as session:
             c = svc.get_case(session, case_id)
-            message = perform(gw, session, c, Command(event, on=when, at=clock_time, place=place, reason=reason), f"cli:{_operator()}")
+            message = perform(
+                gw,
+                session,
+                c,
+                Command(event, on=when, at=clock_time, place=place, reason=reason),
+                f"cli:{_operator()}",
+            )
             status = c.status
             number = c.number
     finally:
@@ -359,21 +412,43 @@ def record(ctx: Context, case_id: str, event: str, on: str | None, at: str | Non
 
 @main.command()
 @click.argument("case_id")
-@click.option("--national-id", required=True, prompt=True, hide_input=True, help="Read from the letter; prompted if omitted.")
+@click.option(
+    "--national-id",
+    required=True,
+    prompt=True,
+    hide_input=True,
+    help="Read from the letter; prompted if omitted.",
+)
 @click.option("--first-name", required=True)
 @click.option("--last-name", required=True)
 @click.option("--case-reference", required=True)
 @click.option("--condition-end", required=True, help="End of the condition period (prøvetid).")
 @click.option("--police-org-number", default=None)
-@click.option("--reaction", type=click.Choice(["betinget_patalaunnlatelse", "betinget_dom", "ungdomsstraff", "ungdomsoppfolging", "annen"]))
+@click.option(
+    "--reaction",
+    type=click.Choice(
+        ["betinget_patalaunnlatelse", "betinget_dom", "ungdomsstraff", "ungdomsoppfolging", "annen"]
+    ),
+)
 @click.option("--attendance-deadline", default=None)
 @click.option("--attendances", default=1, show_default=True, type=click.IntRange(1, 20))
 @click.option("--tests", default=0, show_default=True, type=click.IntRange(0, 100))
 @pass_ctx
 @guarded
-def register(ctx: Context, case_id: str, national_id: str, first_name: str, last_name: str, case_reference: str,
-             condition_end: str, police_org_number: str | None, reaction: str | None,
-             attendance_deadline: str | None, attendances: int, tests: int) -> None:
+def register(
+    ctx: Context,
+    case_id: str,
+    national_id: str,
+    first_name: str,
+    last_name: str,
+    case_reference: str,
+    condition_end: str,
+    police_org_number: str | None,
+    reaction: str | None,
+    attendance_deadline: str | None,
+    attendances: int,
+    tests: int,
+) -> None:
     """Complete a case that came as a letter (needs_registration)."""
     from gateway import cases as svc
     from gateway.clock import local_today
@@ -390,9 +465,16 @@ def register(ctx: Context, case_id: str, national_id: str, first_name: str, last
         with gw.session() as session:
             c = svc.get_case(session, case_id)
             reg = svc.Registration(
-                national_id=national_id, first_name=first_name, last_name=last_name,
-                case_reference=case_reference, condition_end=end, sender_org_number=police_org_number,
-                reaction=reaction, attendance_deadline=deadline, required_attendances=attendances, tests_required=tests,
+                national_id=national_id,
+                first_name=first_name,
+                last_name=last_name,
+                case_reference=case_reference,
+                condition_end=end,
+                sender_org_number=police_org_number,
+                reaction=reaction,
+                attendance_deadline=deadline,
+                required_attendances=attendances,
+                tests_required=tests,
             )
             svc.register(gw, session, c, reg, f"cli:{_operator()}")
             number, status = c.number, c.status
@@ -415,15 +497,27 @@ def outbox_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
 
     gw = ctx.gateway()
     with gw.session() as session:
-        query = select(OutboxItem, Case.number).outerjoin(Case, Case.id == OutboxItem.case_id).order_by(OutboxItem.id)
+        query = (
+            select(OutboxItem, Case.number)
+            .outerjoin(Case, Case.id == OutboxItem.case_id)
+            .order_by(OutboxItem.id)
+        )
         if status:
             query = query.where(OutboxItem.status == status)
         rows = [
             {
-                "id": item.id, "kind": item.kind, "status": item.status, "case": number,
-                "attempts": item.attempts, "channel": item.channel, "key": item.key,
-                "created_at": item.created_at, "next_attempt_at": item.next_attempt_at if item.status == "pending" else None,
-                "sent_at": item.sent_at, "last_error": item.last_error, "receipt": item.receipt,
+                "id": item.id,
+                "kind": item.kind,
+                "status": item.status,
+                "case": number,
+                "attempts": item.attempts,
+                "channel": item.channel,
+                "key": item.key,
+                "created_at": item.created_at,
+                "next_attempt_at": item.next_attempt_at if item.status == "pending" else None,
+                "sent_at": item.sent_at,
+                "last_error": item.last_error,
+                "receipt": item.receipt,
             }
             for item, number in session.execute(query)
         ]
@@ -435,7 +529,9 @@ def outbox_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
         click.echo("outbox is empty")
     for r in rows:
         extra = f" error={r['last_error']}" if r["last_error"] else ""
-        click.echo(f"{r['id']:>5} {r['kind']:<7} {r['status']:<9} case={r['case'] or '-':<14} attempts={r['attempts']}{extra}")
+        click.echo(
+            f"{r['id']:>5} {r['kind']:<7} {r['status']:<9} case={r['case'] or '-':<14} attempts={r['attempts']}{extra}"
+        )
 
 
 @main.group(name="quarantine", invoke_without_command=True)
@@ -453,7 +549,11 @@ def quarantine_cmd(click_ctx: click.Context, as_json: bool) -> None:
     with gw.session() as session:
         rows = [
             {"id": q.id, "channel": q.channel, "reason": q.reason, "received_at": q.received_at}
-            for q in session.scalars(select(QuarantineEntry).where(QuarantineEntry.released_at.is_(None)).order_by(QuarantineEntry.id))
+            for q in session.scalars(
+                select(QuarantineEntry)
+                .where(QuarantineEntry.released_at.is_(None))
+                .order_by(QuarantineEntry.id)
+            )
         ]
     gw.close()
     if as_json:
@@ -462,7 +562,9 @@ def quarantine_cmd(click_ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("quarantine is empty")
     for r in rows:
-        click.echo(f"{r['id']:>5} {r['received_at']:%Y-%m-%d %H:%M} {r['channel']:<10} {r['reason']}")
+        click.echo(
+            f"{r['id']:>5} {r['received_at']:%Y-%m-%d %H:%M} {r['channel']:<10} {r['reason']}"
+        )
 
 
 @quarantine_cmd.command(name="export")
@@ -487,7 +589,9 @@ def quarantine_export(ctx: Context, entry_id: int, out: Path) -> None:
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(inbound.content)
-            audit(gw, session, f"cli:{_operator()}", "quarantine_exported", None, f"entry {entry_id}")
+            audit(
+                gw, session, f"cli:{_operator()}", "quarantine_exported", None, f"entry {entry_id}"
+            )
     except FileExistsError as exc:
         raise Failure(f"{out} exists; not overwriting") from exc
     finally:
@@ -509,8 +613,10 @@ def purge(ctx: Context, dry_run: bool) -> None:
     finally:
         gw.close()
     verb = "would purge" if dry_run else "purged"
-    click.echo(f"{verb} {len(report.cases)} case(s){': ' + ', '.join(report.cases) if report.cases else ''}; "
-               f"{report.quarantine} quarantine entr{'y' if report.quarantine == 1 else 'ies'}")
+    click.echo(
+        f"{verb} {len(report.cases)} case(s){': ' + ', '.join(report.cases) if report.cases else ''}; "
+        f"{report.quarantine} quarantine entr{'y' if report.quarantine == 1 else 'ies'}"
+    )
 
 
 @main.command()
@@ -523,7 +629,9 @@ def doctor(ctx: Context) -> None:
     from gateway.models import OutboxItem, QuarantineEntry
 
     settings = ctx.settings()
-    click.echo(f"config: {settings.source} ok ({len(settings.units)} unit(s), {len(settings.channels)} channel(s))")
+    click.echo(
+        f"config: {settings.source} ok ({len(settings.units)} unit(s), {len(settings.channels)} channel(s))"
+    )
     gw = ctx.gateway()
     problems = 0
     try:
@@ -536,9 +644,28 @@ def doctor(ctx: Context) -> None:
                 problems += 1
                 click.echo(f"channel {entry.name} ({entry.type}): FAILED {exc}")
         with gw.session() as session:
-            dead = session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "dead")) or 0
-            pending = session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "pending")) or 0
-            quarantined = session.scalar(select(func.count()).select_from(QuarantineEntry).where(QuarantineEntry.released_at.is_(None))) or 0
+            dead = (
+                session.scalar(
+                    select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "dead")
+                )
+                or 0
+            )
+            pending = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(OutboxItem)
+                    .where(OutboxItem.status == "pending")
+                )
+                or 0
+            )
+            quarantined = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(QuarantineEntry)
+                    .where(QuarantineEntry.released_at.is_(None))
+                )
+                or 0
+            )
         click.echo(f"outbox: {pending} pending, {dead} dead; quarantine: {quarantined}")
         problems += 1 if dead else 0
     finally:

@@ -23,8 +23,8 @@ from gateway.clock import local_today
 from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
 from gateway.domain.lifecycle import TransitionError
 from gateway.mail import MailContent
-from gateway.privacy import redact
 from gateway.models import Case, InboundMessage
+from gateway.privacy import redact
 from gateway.texts import render
 
 if TYPE_CHECKING:
@@ -33,20 +33,39 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERBS = ("summoned", "attended", "no-show", "test-taken", "test-missed", "send-notice", "close", "status", "help")
+VERBS = (
+    "summoned",
+    "attended",
+    "no-show",
+    "test-taken",
+    "test-missed",
+    "send-notice",
+    "close",
+    "status",
+    "help",
+)
 
 # Longest phrases first so "IKKE MØTT" wins over "MØTT". Keys are normalised (see _norm).
 _PHRASES: list[tuple[str, str]] = sorted(
     [
-        ("INNKALT", "summoned"), ("SUMMONED", "summoned"),
-        ("MOTT", "attended"), ("ATTENDED", "attended"),
-        ("IKKE MOTT", "no-show"), ("NO-SHOW", "no-show"), ("NO SHOW", "no-show"),
-        ("PROVE TATT", "test-taken"), ("TEST TAKEN", "test-taken"),
-        ("PROVE IKKE TATT", "test-missed"), ("TEST MISSED", "test-missed"),
-        ("SEND VARSEL", "send-notice"), ("SEND NOTICE", "send-notice"),
-        ("AVSLUTT", "close"), ("CLOSE", "close"),
+        ("INNKALT", "summoned"),
+        ("SUMMONED", "summoned"),
+        ("MOTT", "attended"),
+        ("ATTENDED", "attended"),
+        ("IKKE MOTT", "no-show"),
+        ("NO-SHOW", "no-show"),
+        ("NO SHOW", "no-show"),
+        ("PROVE TATT", "test-taken"),
+        ("TEST TAKEN", "test-taken"),
+        ("PROVE IKKE TATT", "test-missed"),
+        ("TEST MISSED", "test-missed"),
+        ("SEND VARSEL", "send-notice"),
+        ("SEND NOTICE", "send-notice"),
+        ("AVSLUTT", "close"),
+        ("CLOSE", "close"),
         ("STATUS", "status"),
-        ("HJELP", "help"), ("HELP", "help"),
+        ("HJELP", "help"),
+        ("HELP", "help"),
     ],
     key=lambda p: -len(p[0]),
 )
@@ -86,7 +105,9 @@ def _arguments(verb: str, rest: list[str], today: date) -> Command:
     try:
         if verb == "summoned":
             if not rest:
-                raise CommandError("INNKALT trenger dato for samtalen, for eksempel «INNKALT 3.12 10:00 Kontoret».")
+                raise CommandError(
+                    "INNKALT trenger dato for samtalen, for eksempel «INNKALT 3.12 10:00 Kontoret»."
+                )
             on = parse_staff_date(rest[0], today)
             rest = rest[1:]
             at = None
@@ -117,9 +138,11 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
     match command.verb:
         case "summoned":
             cases.summon(gw, session, case, on, command.at, command.place, actor)
-            return f"Innkalling registrert; samtale {on.day}.{on.month}.{on.year}" + (
-                f" kl. {command.at:%H:%M}" if command.at else ""
-            ) + "."
+            return (
+                f"Innkalling registrert; samtale {on.day}.{on.month}.{on.year}"
+                + (f" kl. {command.at:%H:%M}" if command.at else "")
+                + "."
+            )
         case "attended":
             cases.attended(gw, session, case, on, actor)
             return "Oppmøte registrert."
@@ -151,7 +174,9 @@ def _first_line(body: str) -> str:
     return ""
 
 
-def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
+def handle(
+    gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage
+) -> IntakeResult:
     """A mail from an allow-listed staff address."""
     from gateway.intake import CASE_TAG, IntakeResult
 
@@ -162,25 +187,52 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
     today = local_today(gw.clock.now())
     tag = CASE_TAG.search(subject)
     if tag is None:
-        body = render("help.txt.j2", error=None if _norm(line).startswith(("HJELP", "HELP")) else
-                      "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].")
-        staff.reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
+        body = render(
+            "help.txt.j2",
+            error=None
+            if _norm(line).startswith(("HJELP", "HELP"))
+            else "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].",
+        )
+        staff.reply(
+            gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id
+        )
         return IntakeResult("command", reason="help sent")
     try:
         case = cases.get_case(session, tag.group(1))
     except cases.CaseNotFound:
         body = render("help.txt.j2", error=f"Fant ingen sak {tag.group(1).upper()}.")
-        staff.reply(gw, session, key, mail.sender, f"Feil: {tag.group(1).upper()}", body, None, mail.message_id)
+        staff.reply(
+            gw,
+            session,
+            key,
+            mail.sender,
+            f"Feil: {tag.group(1).upper()}",
+            body,
+            None,
+            mail.message_id,
+        )
         return IntakeResult("command", reason="unknown case")
     if mail.sender.lower() not in gw.settings.unit(case.unit.code).staff:
-        log.warning("command for case %s from an address not allow-listed for its unit; ignored", case.number)
+        log.warning(
+            "command for case %s from an address not allow-listed for its unit; ignored",
+            case.number,
+        )
         return IntakeResult("ignored", case.number, "sender not allow-listed for this case's unit")
     try:
         command = parse_command(line, today)
         confirmation = perform(gw, session, case, command, mail.sender)
     except (CommandError, TransitionError) as exc:
         body = render("help.txt.j2", error=str(exc))
-        staff.reply(gw, session, key, mail.sender, "Feil: kommandoen ble ikke utført", body, case, mail.message_id)
+        staff.reply(
+            gw,
+            session,
+            key,
+            mail.sender,
+            "Feil: kommandoen ble ikke utført",
+            body,
+            case,
+            mail.message_id,
+        )
         log.info("command on %s rejected: %s", case.number, type(exc).__name__)
         return IntakeResult("command", case.number, "rejected")
     except Exception:
@@ -189,7 +241,16 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         body = render("help.txt.j2", error=None)
     else:
         body = render("case_sheet.txt.j2", confirmation=confirmation, sheet=case_sheet(case))
-    staff.reply(gw, session, key, mail.sender, "Bekreftet" if confirmation else "Status", body, case, mail.message_id)
+    staff.reply(
+        gw,
+        session,
+        key,
+        mail.sender,
+        "Bekreftet" if confirmation else "Status",
+        body,
+        case,
+        mail.message_id,
+    )
     return IntakeResult("command", case.number, command.verb)
 
 
@@ -217,7 +278,11 @@ class Sheet:
 
 def case_sheet(case: Case) -> Sheet:
     person = case.person
-    name = f"{person.first_name or ''} {person.last_name or ''}".strip() if person else "(ikke registrert)"
+    name = (
+        f"{person.first_name or ''} {person.last_name or ''}".strip()
+        if person
+        else "(ikke registrert)"
+    )
     return Sheet(
         number=case.number,
         status=case.status,
@@ -231,8 +296,14 @@ def case_sheet(case: Case) -> Sheet:
         required_attendances=case.required_attendances,
         attendances=case.attendances,
         tests_required=case.tests_required,
-        meetings=[(m.starts_on, f"{m.starts_at:%H:%M}" if m.starts_at else None, m.outcome or "avtalt") for m in case.meetings],
+        meetings=[
+            (m.starts_on, f"{m.starts_at:%H:%M}" if m.starts_at else None, m.outcome or "avtalt")
+            for m in case.meetings
+        ],
         tests=[(t.on, t.taken) for t in case.tests],
         notices=[(n.message_id, n.status) for n in case.notices],
-        guardians=[f"{g.first_name or ''} {g.last_name or ''}".strip() for g in (person.guardians if person else [])],
+        guardians=[
+            f"{g.first_name or ''} {g.last_name or ''}".strip()
+            for g in (person.guardians if person else [])
+        ],
     )

@@ -15,7 +15,15 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.domain.identifiers import is_valid_org_number
 
@@ -148,7 +156,9 @@ class Settings(_Strict):
         for unit in self.units:
             for k in unit.kommunenummer:
                 if k in served:
-                    raise ValueError(f"kommunenummer {k} is served by both {served[k]} and {unit.code}")
+                    raise ValueError(
+                        f"kommunenummer {k} is served by both {served[k]} and {unit.code}"
+                    )
                 served[k] = unit.code
             for district in unit.police:
                 if district.notice_channel not in outbound:
@@ -208,7 +218,9 @@ class Settings(_Strict):
         try:
             secret = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{self.source}: cannot read secret file {path}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"{self.source}: cannot read secret file {path}: {exc.strerror}"
+            ) from exc
         if not secret:
             raise ConfigError(f"{self.source}: secret file {path} is empty")
         return secret

@@ -60,7 +60,11 @@ class DbCursorStore:
         with self._gw.session() as session:
             row = session.get(Cursor, (self._channel, key))
             if row is None:
-                session.add(Cursor(channel=self._channel, key=key, value=value, updated_at=self._gw.clock.now()))
+                session.add(
+                    Cursor(
+                        channel=self._channel, key=key, value=value, updated_at=self._gw.clock.now()
+                    )
+                )
             else:
                 row.value, row.updated_at = value, self._gw.clock.now()
 
@@ -86,7 +90,11 @@ def poll_channel(gw: Gateway, channel: InboundChannel, report: CycleReport) -> N
             try:
                 channel.acknowledge(message)
             except ChannelError as exc:
-                log.warning("channel %s: acknowledge failed (will be seen again, then deduped): %s", channel.name, exc)
+                log.warning(
+                    "channel %s: acknowledge failed (will be seen again, then deduped): %s",
+                    channel.name,
+                    exc,
+                )
     except ChannelError as exc:
         log.warning("channel %s: poll failed: %s", channel.name, exc)
     except Exception:
@@ -125,7 +133,12 @@ def acquire_instance_lease(gw: Gateway) -> None:
     now = gw.clock.now()
     with gw.session() as session:
         lease = session.get(Lease, INSTANCE_LEASE)
-        if lease is not None and lease.owner != gw.instance_id and lease.until > now and _owner_alive(lease.owner):
+        if (
+            lease is not None
+            and lease.owner != gw.instance_id
+            and lease.until > now
+            and _owner_alive(lease.owner)
+        ):
             if gw.engine.dialect.name == "sqlite":
                 raise AlreadyRunning(
                     f"another gateway ({lease.owner}) is running on this SQLite database; "
@@ -194,28 +207,65 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
         start = datetime.now(OSLO)
-        scheduler.add_job(self._guarded, "interval", args=("poll", self._poll), id="poll",
-                          seconds=settings.poll_interval_seconds, next_run_time=start)
-        scheduler.add_job(self._guarded, "interval", args=("tick", self._tick), id="tick",
-                          seconds=settings.tick_interval_seconds, next_run_time=start)
-        scheduler.add_job(self._guarded, "cron", args=("digest", self._tick), id="digest",
-                          hour=settings.digest_time.hour, minute=settings.digest_time.minute)
-        scheduler.add_job(self._guarded, "cron", args=("purge", self._purge), id="purge",
-                          hour=3, minute=30, next_run_time=start + timedelta(seconds=30))
+        scheduler.add_job(
+            self._guarded,
+            "interval",
+            args=("poll", self._poll),
+            id="poll",
+            seconds=settings.poll_interval_seconds,
+            next_run_time=start,
+        )
+        scheduler.add_job(
+            self._guarded,
+            "interval",
+            args=("tick", self._tick),
+            id="tick",
+            seconds=settings.tick_interval_seconds,
+            next_run_time=start,
+        )
+        scheduler.add_job(
+            self._guarded,
+            "cron",
+            args=("digest", self._tick),
+            id="digest",
+            hour=settings.digest_time.hour,
+            minute=settings.digest_time.minute,
+        )
+        scheduler.add_job(
+            self._guarded,
+            "cron",
+            args=("purge", self._purge),
+            id="purge",
+            hour=3,
+            minute=30,
+            next_run_time=start + timedelta(seconds=30),
+        )
         interval = sdnotify.watchdog_interval()
         if interval:
-            scheduler.add_job(self._guarded, "interval", args=("watchdog", self._renew), id="watchdog", seconds=interval)
+            scheduler.add_job(
+                self._guarded,
+                "interval",
+                args=("watchdog", self._renew),
+                id="watchdog",
+                seconds=interval,
+            )
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %s received; stopping after the current step", signal.Signals(signum).name)
+            log.info(
+                "signal %s received; stopping after the current step", signal.Signals(signum).name
+            )
             self.stop.set()
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
         scheduler.start()
         channels = ", ".join(c.name for c in self.gw.settings.channels)
-        log.info("russak-gateway running (instance %s; channels: %s; poll every %.0f s)",
-                 self.gw.instance_id, channels, settings.poll_interval_seconds)
+        log.info(
+            "russak-gateway running (instance %s; channels: %s; poll every %.0f s)",
+            self.gw.instance_id,
+            channels,
+            settings.poll_interval_seconds,
+        )
         sdnotify.ready(f"polling {channels}")
         try:
             while not self.stop.wait(3600):
@@ -229,4 +279,6 @@ class Daemon:
 
 def cursor_value(gw: Gateway, channel: str, key: str) -> str | None:
     with gw.session() as session:
-        return session.scalar(select(Cursor.value).where(Cursor.channel == channel, Cursor.key == key))
+        return session.scalar(
+            select(Cursor.value).where(Cursor.channel == channel, Cursor.key == key)
+        )

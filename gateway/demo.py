@@ -58,7 +58,9 @@ def _people() -> dict[str, Person]:
         "attends": p("adult who attends", "Ola", date(1995, 3, 14), "24810001"),
         "no_show": p("adult who does not attend (notified)", "Per", date(1988, 9, 2), "24810002"),
         "minor": p("16-year-old with guardians", "Kari", date(2010, 6, 1), "24810003"),
-        "testing": p("drug testing, one test missed (notified)", "Lise", date(1999, 1, 20), "24810004"),
+        "testing": p(
+            "drug testing, one test missed (notified)", "Lise", date(1999, 1, 20), "24810004"
+        ),
         "amended": p("endring arrives before its order", "Nils", date(1992, 12, 5), "24810005"),
         "withdrawn": p("order withdrawn (tilbakekall)", "Eva", date(1990, 7, 7), "24810006"),
     }
@@ -93,15 +95,24 @@ class Demo:
         self.drop(
             f"ordre-{key}.xml",
             samples.order_xml(
-                order_id=who.order_id, first_name=who.first, birth=who.birth, case_reference=who.reference,
-                decided=self.today() - timedelta(days=10), condition_end=self.today() + timedelta(days=730),
-                attendance_deadline=self.today() + timedelta(days=60), sent=self.clock.now(), **kw,  # type: ignore[arg-type]
+                order_id=who.order_id,
+                first_name=who.first,
+                birth=who.birth,
+                case_reference=who.reference,
+                decided=self.today() - timedelta(days=10),
+                condition_end=self.today() + timedelta(days=730),
+                attendance_deadline=self.today() + timedelta(days=60),
+                sent=self.clock.now(),
+                **kw,  # type: ignore[arg-type]
             ),
         )
 
     def command(self, key: str, text: str) -> None:
         number = self.numbers[key]
-        self.drop(f"kommando-{key}.eml", samples.mail(subject=f"Re: [{number}] Varsel", body=text, when=self.clock.now()))
+        self.drop(
+            f"kommando-{key}.eml",
+            samples.mail(subject=f"Re: [{number}] Varsel", body=text, when=self.clock.now()),
+        )
         self.note(f"staff mail  [{number}] {text}")
 
     def note(self, text: str) -> None:
@@ -112,7 +123,9 @@ class Demo:
         outcomes = Counter(report.outcomes)
         with self.gw.session() as session:
             sent = session.execute(
-                select(OutboxItem.id, OutboxItem.kind).where(OutboxItem.status == "sent", OutboxItem.id > self.seen)
+                select(OutboxItem.id, OutboxItem.kind).where(
+                    OutboxItem.status == "sent", OutboxItem.id > self.seen
+                )
             ).all()
         self.seen = max([self.seen, *(i for i, _k in sent)])
         kinds = Counter(kind for _i, kind in sent)
@@ -127,7 +140,9 @@ class Demo:
         with self.gw.session() as session:
             for key, who in self.people.items():
                 if key not in self.numbers:
-                    number = session.scalar(select(Case.number).where(Case.order_id == who.order_id))
+                    number = session.scalar(
+                        select(Case.number).where(Case.order_id == who.order_id)
+                    )
                     if number:
                         self.numbers[key] = number
                         self.note(f"case        {number} opened: {who.label}")
@@ -146,16 +161,30 @@ class Demo:
         self.order("minor", reaction="ungdomsoppfolging", guardians=2)
         # The endring is sent after its order but arrives first: it is parked.
         amended = self.people["amended"]
-        self.drop("endring.xml", samples.order_xml(
-            message_type="endring", refers_to=amended.order_id, attendances=2,
-            attendance_deadline=self.today() + timedelta(days=90), condition_end=self.today() + timedelta(days=800),
-            sent=self.clock.now() + timedelta(minutes=5)))
+        self.drop(
+            "endring.xml",
+            samples.order_xml(
+                message_type="endring",
+                refers_to=amended.order_id,
+                attendances=2,
+                attendance_deadline=self.today() + timedelta(days=90),
+                condition_end=self.today() + timedelta(days=800),
+                sent=self.clock.now() + timedelta(minutes=5),
+            ),
+        )
         letter_fnr = samples.fnr(date(1985, 4, 30))
-        self.drop("brev-fra-politiet.eml", samples.mail(
-            sender=samples.POLICE_SENDER, subject="Pålegg om oppmøte i rådgivende enhet",
-            body=(f"Gjelder Tor Brevik, f.nr. {letter_fnr[:6]} {letter_fnr[6:]}, sak 24810007.\n"
-                  "Betinget påtaleunnlatelse, prøvetid til 30.11.2028. Vennlig hilsen påtalejurist."),
-            when=self.clock.now()))
+        self.drop(
+            "brev-fra-politiet.eml",
+            samples.mail(
+                sender=samples.POLICE_SENDER,
+                subject="Pålegg om oppmøte i rådgivende enhet",
+                body=(
+                    f"Gjelder Tor Brevik, f.nr. {letter_fnr[:6]} {letter_fnr[6:]}, sak 24810007.\n"
+                    "Betinget påtaleunnlatelse, prøvetid til 30.11.2028. Vennlig hilsen påtalejurist."
+                ),
+                when=self.clock.now(),
+            ),
+        )
         self.drop("fiendtlig.xml", BILLION_LAUGHS)
         self.cycle()
         self.order("amended")
@@ -163,8 +192,14 @@ class Demo:
 
         self.advance_to(1)
         self._register_letter(letter_fnr)
-        self.drop("tilbakekall.xml", samples.order_xml(
-            message_type="tilbakekall", refers_to=self.people["withdrawn"].order_id, sent=self.clock.now()))
+        self.drop(
+            "tilbakekall.xml",
+            samples.order_xml(
+                message_type="tilbakekall",
+                refers_to=self.people["withdrawn"].order_id,
+                sent=self.clock.now(),
+            ),
+        )
         meeting = self.today() + timedelta(days=7)
         for key in ("attends", "no_show", "testing", "minor", "amended"):
             self.command(key, f"INNKALT {meeting.day}.{meeting.month} 10:00 Kontoret")
@@ -195,19 +230,35 @@ class Demo:
     def _register_letter(self, national_id: str) -> None:
         with self.gw.session() as session:
             case = session.scalars(select(Case).where(Case.status == "needs_registration")).one()
-            cases.register(self.gw, session, case, cases.Registration(
-                national_id=national_id, first_name="Tor", last_name="Brevik", case_reference="24810007",
-                condition_end=date(2028, 11, 30), sender_org_number=samples.POLICE_ORG,
-                reaction="betinget_patalaunnlatelse"), "cli:operator")
+            cases.register(
+                self.gw,
+                session,
+                case,
+                cases.Registration(
+                    national_id=national_id,
+                    first_name="Tor",
+                    last_name="Brevik",
+                    case_reference="24810007",
+                    condition_end=date(2028, 11, 30),
+                    sender_org_number=samples.POLICE_ORG,
+                    reaction="betinget_patalaunnlatelse",
+                ),
+                "cli:operator",
+            )
             self.numbers["letter"] = case.number
-            self.note(f"operator    {case.number} registered from the police letter (russak register)")
+            self.note(
+                f"operator    {case.number} registered from the police letter (russak register)"
+            )
 
     # the account -------------------------------------------------------------------
 
     def report(self, elapsed: float) -> bool:
         with self.gw.session() as session:
-            rows = session.execute(select(Case.number, Case.status, Case.attendances, Case.required_attendances)
-                                   .order_by(Case.number)).all()
+            rows = session.execute(
+                select(
+                    Case.number, Case.status, Case.attendances, Case.required_attendances
+                ).order_by(Case.number)
+            ).all()
             quarantined = session.scalars(select(QuarantineEntry.reason)).all()
         outbox_dir, mail_dir = self.dir / "spool" / "outbox", self.dir / "spool" / "mail"
         notices = sorted(outbox_dir.glob("*.xml"))
@@ -215,26 +266,41 @@ class Demo:
         kinds = Counter(p.name.split("_")[0] for p in mails)
         status = {number: st for number, st, _a, _r in rows}
         expected = {
-            "attends": "fulfilled", "no_show": "notified", "minor": "fulfilled", "testing": "notified",
-            "amended": "awaiting_summons", "withdrawn": "withdrawn", "letter": "awaiting_summons",
+            "attends": "fulfilled",
+            "no_show": "notified",
+            "minor": "fulfilled",
+            "testing": "notified",
+            "amended": "awaiting_summons",
+            "withdrawn": "withdrawn",
+            "letter": "awaiting_summons",
         }
         ok = all(status.get(self.numbers.get(k, "?")) == v for k, v in expected.items())
         ok &= len(notices) == 2 and len(quarantined) == 1
         echo = click.echo
-        echo(f"russak-gateway demo: {DAYS} simulated days from {START.astimezone().date()} in {elapsed:.1f} s\n")
+        echo(
+            f"russak-gateway demo: {DAYS} simulated days from {START.astimezone().date()} in {elapsed:.1f} s\n"
+        )
         echo("What happened:")
         for line in self.log:
             echo(line)
         echo("\nCases at the end:")
-        labels = {self.numbers.get(k): self.people[k].label for k in self.people} | {self.numbers.get("letter"): "plain letter, registered by the operator"}
+        labels = {self.numbers.get(k): self.people[k].label for k in self.people} | {
+            self.numbers.get("letter"): "plain letter, registered by the operator"
+        }
         for number, st, att, req in rows:
             echo(f"  {number}  {st:<17} attended {att}/{req}  {labels.get(number, '')}")
         echo(f"\nQuarantine: {len(quarantined)} ({'; '.join(quarantined)})")
         echo(f"Notices to the police: {len(notices)} in {outbox_dir}")
-        echo(f"Staff mail: {len(mails)} in {mail_dir} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
-        echo(f"Database: {self.dir / 'russak.db'} (personal fields encrypted with {self.dir / 'russak.key'})")
-        echo(f"\nChecks: {'ok' if ok else 'FAILED'} (attended cases never notified; no-show and missed test notified once;"
-             " endring applied; tilbakekall without notice; hostile XML quarantined)")
+        echo(
+            f"Staff mail: {len(mails)} in {mail_dir} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})"
+        )
+        echo(
+            f"Database: {self.dir / 'russak.db'} (personal fields encrypted with {self.dir / 'russak.key'})"
+        )
+        echo(
+            f"\nChecks: {'ok' if ok else 'FAILED'} (attended cases never notified; no-show and missed test notified once;"
+            " endring applied; tilbakekall without notice; hostile XML quarantined)"
+        )
         return ok
 
 
@@ -253,5 +319,3 @@ def run_demo(keep: Path | None) -> None:
         click.echo(f"\n(Files kept in {directory}; remove with: rm -r {directory})")
     if not ok:
         raise click.ClickException("demo outcome was not as expected")
-
-

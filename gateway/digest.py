@@ -15,19 +15,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import staff
-from gateway.clock import OSLO, local_today
+from gateway.clock import OSLO
 from gateway.models import Case, OutboxItem, QuarantineEntry, Unit
 from gateway.texts import render
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-ACTIVE = ("needs_registration", "awaiting_summons", "summoned", "noncompliant", "fulfilled", "notified")
+ACTIVE = (
+    "needs_registration",
+    "awaiting_summons",
+    "summoned",
+    "noncompliant",
+    "fulfilled",
+    "notified",
+)
 
 
 def enqueue_due(gw: Gateway, now: datetime) -> int:
     local = now.astimezone(OSLO)
-    if local.time() < gw.settings.gateway.digest_time or not gw.calendar.is_working_day(local.date()):
+    if local.time() < gw.settings.gateway.digest_time or not gw.calendar.is_working_day(
+        local.date()
+    ):
         return 0
     made = 0
     for unit in gw.settings.units:
@@ -36,26 +45,59 @@ def enqueue_due(gw: Gateway, now: datetime) -> int:
             if session.scalar(select(OutboxItem.id).where(OutboxItem.key == key)) is not None:
                 continue
             body = render_digest(gw, session, unit.code, local.date())
-            if staff.send(gw, session, key=key, subject=f"Daglig oversikt {unit.name} {local.day}.{local.month}.{local.year}",
-                          body=body, unit_code=unit.code, kind="digest"):
+            if staff.send(
+                gw,
+                session,
+                key=key,
+                subject=f"Daglig oversikt {unit.name} {local.day}.{local.month}.{local.year}",
+                body=body,
+                unit_code=unit.code,
+                kind="digest",
+            ):
                 made += 1
     return made
 
 
 def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) -> str:
     rows = session.execute(
-        select(Case.number, Case.status, Case.first_meeting_target, Case.attendance_deadline,
-               Case.condition_end, Case.next_meeting_at, Case.minor)
-        .join(Unit).where(Unit.code == unit_code, Case.status.in_(ACTIVE)).order_by(Case.number)
+        select(
+            Case.number,
+            Case.status,
+            Case.first_meeting_target,
+            Case.attendance_deadline,
+            Case.condition_end,
+            Case.next_meeting_at,
+            Case.minor,
+        )
+        .join(Unit)
+        .where(Unit.code == unit_code, Case.status.in_(ACTIVE))
+        .order_by(Case.number)
     ).all()
-    quarantined = session.scalar(
-        select(QuarantineEntry.id).where(QuarantineEntry.released_at.is_(None)).limit(1)
-    ) is not None
+    quarantined = (
+        session.scalar(
+            select(QuarantineEntry.id).where(QuarantineEntry.released_at.is_(None)).limit(1)
+        )
+        is not None
+    )
     groups: dict[str, list[dict[str, object]]] = {s: [] for s in ACTIVE}
     for number, status, target, deadline, end, meeting, minor in rows:
-        groups[status].append({
-            "number": number, "target": target, "deadline": deadline, "end": end,
-            "meeting": meeting, "minor": minor,
-            "late": target is not None and target < today and status in ("awaiting_summons", "needs_registration"),
-        })
-    return render("digest.txt.j2", groups=groups, today=today, quarantined=quarantined, unit=gw.settings.unit(unit_code))
+        groups[status].append(
+            {
+                "number": number,
+                "target": target,
+                "deadline": deadline,
+                "end": end,
+                "meeting": meeting,
+                "minor": minor,
+                "late": target is not None
+                and target < today
+                and status in ("awaiting_summons", "needs_registration"),
+            }
+        )
+    return render(
+        "digest.txt.j2",
+        groups=groups,
+        today=today,
+        quarantined=quarantined,
+        unit=gw.settings.unit(unit_code),
+    )

@@ -71,11 +71,21 @@ def process(gw: Gateway, message: RawMessage) -> IntakeResult:
             return _process(gw, session, message)
     except IntegrityError:
         # A concurrent instance took the same message or order first: a duplicate.
-        log.info("intake %s/%s: lost a race, treating as duplicate", message.channel, _short(message.external_id))
+        log.info(
+            "intake %s/%s: lost a race, treating as duplicate",
+            message.channel,
+            _short(message.external_id),
+        )
         return IntakeResult("duplicate")
     except Exception as exc:
-        log.exception("intake %s/%s: internal error; quarantining", message.channel, _short(message.external_id))
-        return _quarantine_after_crash(gw, message, f"internal error ({type(exc).__name__}); see the daemon log")
+        log.exception(
+            "intake %s/%s: internal error; quarantining",
+            message.channel,
+            _short(message.external_id),
+        )
+        return _quarantine_after_crash(
+            gw, message, f"internal error ({type(exc).__name__}); see the daemon log"
+        )
 
 
 def _short(external_id: str) -> str:
@@ -85,11 +95,17 @@ def _short(external_id: str) -> str:
 def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult:
     existing = session.scalar(
         select(InboundMessage).where(
-            InboundMessage.channel == message.channel, InboundMessage.external_id == message.external_id
+            InboundMessage.channel == message.channel,
+            InboundMessage.external_id == message.external_id,
         )
     )
     if existing is not None:
-        log.info("intake %s/%s: already taken in (%s); no-op", message.channel, _short(message.external_id), existing.outcome)
+        log.info(
+            "intake %s/%s: already taken in (%s); no-op",
+            message.channel,
+            _short(message.external_id),
+            existing.outcome,
+        )
         return IntakeResult("duplicate", reason=f"already received as message {existing.id}")
     inbound = InboundMessage(
         channel=message.channel,
@@ -115,7 +131,12 @@ def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult
 
 
 def quarantine(gw: Gateway, session: Session, inbound: InboundMessage, reason: str) -> IntakeResult:
-    entry = QuarantineEntry(inbound_id=inbound.id, channel=inbound.channel, reason=reason[:500], received_at=inbound.received_at)
+    entry = QuarantineEntry(
+        inbound_id=inbound.id,
+        channel=inbound.channel,
+        reason=reason[:500],
+        received_at=inbound.received_at,
+    )
     session.add(entry)
     session.flush()
     staff.alert_quarantine(gw, session, entry.id, inbound.channel, reason)
@@ -127,28 +148,40 @@ def _quarantine_after_crash(gw: Gateway, message: RawMessage, reason: str) -> In
         with gw.session() as session:
             existing = session.scalar(
                 select(InboundMessage).where(
-                    InboundMessage.channel == message.channel, InboundMessage.external_id == message.external_id
+                    InboundMessage.channel == message.channel,
+                    InboundMessage.external_id == message.external_id,
                 )
             )
             if existing is not None:
                 return IntakeResult("duplicate")
             inbound = InboundMessage(
-                channel=message.channel, external_id=message.external_id, kind=message.kind,
-                received_at=gw.clock.now(), size=len(message.content), content=message.content,
-                outcome="quarantined", detail=reason,
+                channel=message.channel,
+                external_id=message.external_id,
+                kind=message.kind,
+                received_at=gw.clock.now(),
+                size=len(message.content),
+                content=message.content,
+                outcome="quarantined",
+                detail=reason,
             )
             session.add(inbound)
             session.flush()
             return quarantine(gw, session, inbound, reason)
     except Exception:
-        log.exception("intake %s/%s: could not even quarantine; will retry on next poll", message.channel, _short(message.external_id))
+        log.exception(
+            "intake %s/%s: could not even quarantine; will retry on next poll",
+            message.channel,
+            _short(message.external_id),
+        )
         return IntakeResult("error", reason=reason)
 
 
 # Judging ------------------------------------------------------------------------------
 
 
-def _judge(gw: Gateway, session: Session, message: RawMessage, inbound: InboundMessage) -> IntakeResult:
+def _judge(
+    gw: Gateway, session: Session, message: RawMessage, inbound: InboundMessage
+) -> IntakeResult:
     if message.metadata.get("truncated") == "true":
         raise _Quarantine(f"message too large ({message.metadata.get('size', '?')} bytes)")
     if message.kind == "xml":
@@ -180,7 +213,9 @@ def _staff_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
     return [u for u in gw.settings.units if sender.lower() in u.staff]
 
 
-def _mail(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
+def _mail(
+    gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage
+) -> IntakeResult:
     if _staff_units(gw, mail.sender):
         from gateway import commands
 
@@ -191,13 +226,17 @@ def _mail(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMess
         if police_unit is None:
             raise _Quarantine("order by e-mail from a sender that is not an allowed police address")
         results = [_order_bytes(gw, session, x, inbound) for x in orders]
-        return results[0] if len(results) == 1 else IntakeResult(
-            "multiple", reason="; ".join(r.describe() for r in results)
+        return (
+            results[0]
+            if len(results) == 1
+            else IntakeResult("multiple", reason="; ".join(r.describe() for r in results))
         )
     if police_unit is not None:
         return _letter(gw, session, mail, police_unit)
     if CASE_TAG.search(mail.subject or ""):
-        log.warning("intake: command-like mail from an address that is not allow-listed; ignored (no reply)")
+        log.warning(
+            "intake: command-like mail from an address that is not allow-listed; ignored (no reply)"
+        )
         return IntakeResult("ignored", reason="command from an address that is not allow-listed")
     raise _Quarantine("mail is neither an order nor from an allowed police or staff address")
 
@@ -206,7 +245,9 @@ def _letter(gw: Gateway, session: Session, mail: MailContent, unit: UnitSettings
     text = f"{mail.subject}\n{mail.body_text}"
     suggestions = {
         "national_ids": find_identity_numbers(text)[:5],
-        "case_references": list(dict.fromkeys(m.group(1) for m in _CASE_REF.finditer(text) if len(m.group(1)) != 11))[:5],
+        "case_references": list(
+            dict.fromkeys(m.group(1) for m in _CASE_REF.finditer(text) if len(m.group(1)) != 11)
+        )[:5],
         "dates": list(dict.fromkeys(m.group(1) for m in _DATE.finditer(text)))[:10],
         "attachments": list(mail.other_attachments)[:10],
     }
@@ -214,12 +255,17 @@ def _letter(gw: Gateway, session: Session, mail: MailContent, unit: UnitSettings
     return IntakeResult("letter", case.number, "needs registration")
 
 
-def _order_bytes(gw: Gateway, session: Session, data: bytes, inbound: InboundMessage) -> IntakeResult:
+def _order_bytes(
+    gw: Gateway, session: Session, data: bytes, inbound: InboundMessage
+) -> IntakeResult:
     try:
         order = parse_order(data, max_bytes=gw.settings.gateway.max_order_bytes)
     except OrderError as exc:
         raise _Quarantine(f"invalid order: {exc}") from exc
-    if session.scalar(select(OrderRecord.id).where(OrderRecord.order_id == order.order_id)) is not None:
+    if (
+        session.scalar(select(OrderRecord.id).where(OrderRecord.order_id == order.order_id))
+        is not None
+    ):
         return IntakeResult("duplicate_order", reason=f"OrdreId {order.order_id} already received")
     record = OrderRecord(
         order_id=order.order_id,
@@ -235,7 +281,9 @@ def _order_bytes(gw: Gateway, session: Session, data: bytes, inbound: InboundMes
         return _new_order(gw, session, order, record)
     target = session.scalar(select(Case).where(Case.order_id == order.refers_to))
     if target is None:
-        log.info("intake: %s %s names an order not seen yet; parked", order.message_type, order.order_id)
+        log.info(
+            "intake: %s %s names an order not seen yet; parked", order.message_type, order.order_id
+        )
         return IntakeResult("parked", reason=f"waits for order {order.refers_to}")
     return _apply_amendment(gw, session, target, order, record)
 
@@ -243,7 +291,9 @@ def _order_bytes(gw: Gateway, session: Session, data: bytes, inbound: InboundMes
 def _new_order(gw: Gateway, session: Session, order: Order, record: OrderRecord) -> IntakeResult:
     unit = gw.settings.unit_for(order.recipient_org_number, order.recipient_kommunenummer)
     if unit is None:
-        raise _Quarantine("no configured unit serves the order's recipient (org number / kommunenummer)")
+        raise _Quarantine(
+            "no configured unit serves the order's recipient (org number / kommunenummer)"
+        )
     case = cases.open_case_from_order(gw, session, order, unit)
     record.case_id, record.applied_at = case.id, gw.clock.now()
     parked = session.scalars(
@@ -254,13 +304,19 @@ def _new_order(gw: Gateway, session: Session, order: Order, record: OrderRecord)
     for pending in parked:
         assert pending.payload is not None
         _apply_amendment(gw, session, case, Order.from_json(pending.payload), pending)
-    return IntakeResult("case", case.number, f"{len(parked)} parked change(s) applied" if parked else None)
+    return IntakeResult(
+        "case", case.number, f"{len(parked)} parked change(s) applied" if parked else None
+    )
 
 
-def _apply_amendment(gw: Gateway, session: Session, case: Case, order: Order, record: OrderRecord) -> IntakeResult:
+def _apply_amendment(
+    gw: Gateway, session: Session, case: Case, order: Order, record: OrderRecord
+) -> IntakeResult:
     record.case_id, record.applied_at = case.id, gw.clock.now()
     if Status(case.status) in ENDED:
-        return IntakeResult("ignored", case.number, f"{order.message_type} for a case already {case.status}")
+        return IntakeResult(
+            "ignored", case.number, f"{order.message_type} for a case already {case.status}"
+        )
     if order.message_type == "tilbakekall":
         cases.withdraw(gw, session, case, order.order_id)
         return IntakeResult("withdrawn", case.number)

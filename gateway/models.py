@@ -238,7 +238,9 @@ class OutboxItem(Base):
     )
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="SET NULL"))
     payload: Mapped[bytes | None] = mapped_column(EncryptedBytes)
-    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending sent dead cancelled
+    status: Mapped[str] = mapped_column(
+        String(10), default="pending"
+    )  # pending sent dead cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -267,7 +269,9 @@ class InboundMessage(Base):
     detail: Mapped[str | None] = mapped_column(String(500))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
 
-    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_inbound_channel_external"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_inbound_channel_external"),
+    )
 
 
 class OrderRecord(Base):

@@ -30,7 +30,6 @@ from gateway.ports import (
     Attachment,
     ChannelError,
     OutboundMessage,
-    PermanentError,
     Receipt,
     TransientError,
 )
@@ -173,7 +172,9 @@ def _claim_one(gw: Gateway, session: Session, now: datetime) -> OutboxItem | Non
     return item
 
 
-def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = None) -> DispatchStats:
+def dispatch_due(
+    gw: Gateway, *, limit: int = 100, rng: random.Random | None = None
+) -> DispatchStats:
     """Send what is due, one row at a time, until nothing is due or ``limit`` is hit."""
     from gateway import cases  # the notice side effects live with the case services
 
@@ -184,7 +185,9 @@ def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = N
             item = _claim_one(gw, session, now)
             if item is None:
                 break
-            if item.payload is None or (item.kind == "notice" and not cases.notice_may_go(gw, session, item)):
+            if item.payload is None or (
+                item.kind == "notice" and not cases.notice_may_go(gw, session, item)
+            ):
                 item.status = "cancelled"
                 item.lease_until = None
                 stats.cancelled += 1
@@ -229,10 +232,14 @@ def _record_sent(gw: Gateway, item_id: int, receipt: Receipt) -> None:
             " (already delivered earlier)" if receipt.duplicate else "",
         )
         if item.kind == "notice" and item.notice_id is not None:
-            cases.notice_delivered(gw, session, session.get_one(Notice, item.notice_id), item.receipt)
+            cases.notice_delivered(
+                gw, session, session.get_one(Notice, item.notice_id), item.receipt
+            )
 
 
-def _record_transient(gw: Gateway, item_id: int, exc: TransientError, rng: random.Random | None) -> None:
+def _record_transient(
+    gw: Gateway, item_id: int, exc: TransientError, rng: random.Random | None
+) -> None:
     now = gw.clock.now()
     with gw.session() as session:
         item = session.get_one(OutboxItem, item_id)
@@ -251,7 +258,11 @@ def _record_transient(gw: Gateway, item_id: int, exc: TransientError, rng: rando
         item.last_error = str(exc)[:500]
         log.warning(
             "outbox %s (%s): transient failure, attempt %d, retry in %.0f s: %s",
-            item.id, item.kind, item.attempts, delay, exc,
+            item.id,
+            item.kind,
+            item.attempts,
+            delay,
+            exc,
         )
 
 

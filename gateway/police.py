@@ -23,7 +23,9 @@ BREACH_TEXT = {
 }
 
 
-def build_notice_message(gw: Gateway, case: Case, notice: Notice, recipients: tuple[str, ...], key: str) -> OutboundMessage:
+def build_notice_message(
+    gw: Gateway, case: Case, notice: Notice, recipients: tuple[str, ...], key: str
+) -> OutboundMessage:
     unit = gw.settings.unit(case.unit.code)
     person = case.person
     assert person is not None and person.national_id is not None

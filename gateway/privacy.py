@@ -465,7 +465,14 @@ class JournalFormatter(RedactingFormatter):
         return "\n".join(prefix + line for line in super().format(record).split("\n"))
 
 
-_NOISY_LOGGERS = ("apscheduler.executors", "apscheduler.scheduler", "alembic", "urllib3", "msal", "exchangelib")
+_NOISY_LOGGERS = (
+    "apscheduler.executors",
+    "apscheduler.scheduler",
+    "alembic",
+    "urllib3",
+    "msal",
+    "exchangelib",
+)
 _handler: logging.Handler | None = None
 
 

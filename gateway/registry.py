@@ -42,10 +42,14 @@ def build_channel(settings: Settings, entry: ChannelSettings, clock: Clock) -> A
     return getattr(module, factory_name)(name=entry.name, clock=clock, **options)
 
 
-def _spool(settings: Settings, entry: ChannelSettings, options: dict[str, Any], clock: Clock, factory: Any) -> Any:
+def _spool(
+    settings: Settings, entry: ChannelSettings, options: dict[str, Any], clock: Clock, factory: Any
+) -> Any:
     allowed = {"path", "sender_address", "keep_processed", "settle_seconds", "max_bytes"}
     unknown = set(options) - allowed
     if unknown:
-        raise ConfigError(f"{settings.source}: channels.{entry.name}: unknown keys {sorted(unknown)}")
+        raise ConfigError(
+            f"{settings.source}: channels.{entry.name}: unknown keys {sorted(unknown)}"
+        )
     root = settings.resolve_path(Path(str(options.pop("path", "spool"))))
     return factory(entry.name, root, clock=clock, **options)

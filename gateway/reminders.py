@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN_FOR_DEADLINES = ("needs_registration", "awaiting_summons", "summoned", "noncompliant")
-NOT_ENDED = ("needs_registration", "awaiting_summons", "summoned", "fulfilled", "noncompliant", "notified")
+NOT_ENDED = (
+    "needs_registration",
+    "awaiting_summons",
+    "summoned",
+    "fulfilled",
+    "noncompliant",
+    "notified",
+)
 MORNING = time(7, 0)
 
 
@@ -66,16 +73,28 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
             Case.id.not_in(summoned_ids),
         )
     ):
-        found.append(Due(f"case:{case_id}:summons-overdue:{target}", case_id, "Innkalling er ikke sendt",
-                         f"Målet om første samtale innen {nb_date(target)} er passert, og ingen innkalling er registrert.",
-                         actions=("INNKALT <dato> [<kl>] [<sted>]",)))
+        found.append(
+            Due(
+                f"case:{case_id}:summons-overdue:{target}",
+                case_id,
+                "Innkalling er ikke sendt",
+                f"Målet om første samtale innen {nb_date(target)} er passert, og ingen innkalling er registrert.",
+                actions=("INNKALT <dato> [<kl>] [<sted>]",),
+            )
+        )
 
     for case_id, created in session.execute(
         select(Case.id, Case.created_at).where(Case.status == "needs_registration")
     ):
         if gw.calendar.working_days_between(local_today(created), today) >= 1:
-            found.append(Due(f"case:{case_id}:registration-pending", case_id, "Brev venter på registrering",
-                             "Et brev fra politiet er ennå ikke registrert som sak."))
+            found.append(
+                Due(
+                    f"case:{case_id}:registration-pending",
+                    case_id,
+                    "Brev venter på registrering",
+                    "Et brev fra politiet er ennå ikke registrert som sak.",
+                )
+            )
 
     for meeting_id, case_id, starts_on in session.execute(
         select(Meeting.id, Meeting.case_id, Meeting.starts_on).where(
@@ -83,14 +102,33 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
         )
     ):
         if starts_on < today:
-            found.append(Due(f"meeting:{meeting_id}:outcome-missing", case_id, "Utfall av samtale er ikke registrert",
-                             f"Samtalen {nb_date(starts_on)} har ikke fått registrert utfall.",
-                             actions=("MØTT <dato>", "IKKE MØTT <dato>")))
+            found.append(
+                Due(
+                    f"meeting:{meeting_id}:outcome-missing",
+                    case_id,
+                    "Utfall av samtale er ikke registrert",
+                    f"Samtalen {nb_date(starts_on)} har ikke fått registrert utfall.",
+                    actions=("MØTT <dato>", "IKKE MØTT <dato>"),
+                )
+            )
         elif starts_on == today and morning:
-            found.append(Due(f"meeting:{meeting_id}:today", case_id, "Samtale i dag", f"Samtale i dag, {nb_date(starts_on)}."))
+            found.append(
+                Due(
+                    f"meeting:{meeting_id}:today",
+                    case_id,
+                    "Samtale i dag",
+                    f"Samtale i dag, {nb_date(starts_on)}.",
+                )
+            )
         elif today < starts_on <= next_working and gw.calendar.is_working_day(today) and morning:
-            found.append(Due(f"meeting:{meeting_id}:next-day", case_id, "Samtale neste arbeidsdag",
-                             f"Samtale {nb_date(starts_on)}."))
+            found.append(
+                Due(
+                    f"meeting:{meeting_id}:next-day",
+                    case_id,
+                    "Samtale neste arbeidsdag",
+                    f"Samtale {nb_date(starts_on)}.",
+                )
+            )
 
     for case_id, deadline in session.execute(
         select(Case.id, Case.attendance_deadline).where(
@@ -100,8 +138,14 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
             Case.attendance_deadline >= today,
         )
     ):
-        found.append(Due(f"case:{case_id}:attendance-deadline:{deadline}", case_id, "Frist for oppmøte nærmer seg",
-                         f"Fristen for oppmøte er {nb_date(deadline)}."))
+        found.append(
+            Due(
+                f"case:{case_id}:attendance-deadline:{deadline}",
+                case_id,
+                "Frist for oppmøte nærmer seg",
+                f"Fristen for oppmøte er {nb_date(deadline)}.",
+            )
+        )
 
     for case_id, end in session.execute(
         select(Case.id, Case.condition_end).where(
@@ -111,17 +155,29 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
             Case.condition_end >= today,
         )
     ):
-        found.append(Due(f"case:{case_id}:condition-end:{end}", case_id, "Prøvetiden går ut snart",
-                         f"Prøvetiden går ut {nb_date(end)}. Avslutt saken når den er ute.",
-                         actions=("AVSLUTT <grunn>",)))
+        found.append(
+            Due(
+                f"case:{case_id}:condition-end:{end}",
+                case_id,
+                "Prøvetiden går ut snart",
+                f"Prøvetiden går ut {nb_date(end)}. Avslutt saken når den er ute.",
+                actions=("AVSLUTT <grunn>",),
+            )
+        )
 
     for notice_id, case_id, created in session.execute(
         select(Notice.id, Notice.case_id, Notice.created_at).where(Notice.status == "draft")
     ):
         if gw.calendar.working_days_between(local_today(created), today) >= 1:
-            found.append(Due(f"notice:{notice_id}:awaiting-confirmation", case_id, "Varsel venter på bekreftelse",
-                             "Et utkast til varsel til påtalemyndigheten venter på bekreftelse.",
-                             actions=("SEND VARSEL", "INNKALT <dato> (ny innkalling)")))
+            found.append(
+                Due(
+                    f"notice:{notice_id}:awaiting-confirmation",
+                    case_id,
+                    "Varsel venter på bekreftelse",
+                    "Et utkast til varsel til påtalemyndigheten venter på bekreftelse.",
+                    actions=("SEND VARSEL", "INNKALT <dato> (ny innkalling)"),
+                )
+            )
 
     for record_id, order_id, created in session.execute(
         select(OrderRecord.id, OrderRecord.order_id, OrderRecord.sent_at).where(
@@ -129,9 +185,15 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
         )
     ):
         if gw.calendar.working_days_between(local_today(created), today) >= 2:
-            found.append(Due(f"order:{record_id}:parked", None, "Endring venter på ordren den gjelder",
-                             f"En endring eller tilbakekalling (OrdreId {order_id}) gjelder en ordre som ikke er mottatt.",
-                             ("Kontakt påtalemyndigheten og be om den opprinnelige ordren.",)))
+            found.append(
+                Due(
+                    f"order:{record_id}:parked",
+                    None,
+                    "Endring venter på ordren den gjelder",
+                    f"En endring eller tilbakekalling (OrdreId {order_id}) gjelder en ordre som ikke er mottatt.",
+                    ("Kontakt påtalemyndigheten og be om den opprinnelige ordren.",),
+                )
+            )
     return found
 
 
@@ -144,20 +206,34 @@ def tick(gw: Gateway) -> TickReport:
     with gw.session() as session:
         due = due_reminders(gw, session, now)
         if due:
-            sent = set(session.scalars(select(OutboxItem.key).where(OutboxItem.key.in_([d.key for d in due]))))
+            sent = set(
+                session.scalars(
+                    select(OutboxItem.key).where(OutboxItem.key.in_([d.key for d in due]))
+                )
+            )
             for item in due:
                 if item.key in sent:
                     continue
                 case = session.get(Case, item.case_id) if item.case_id else None
-                if staff.alert(gw, session, item.key, item.subject, item.headline, case=case,
-                               lines=item.lines, actions=item.actions):
+                if staff.alert(
+                    gw,
+                    session,
+                    item.key,
+                    item.subject,
+                    item.headline,
+                    case=case,
+                    lines=item.lines,
+                    actions=item.actions,
+                ):
                     report.reminders += 1
     from gateway import digest
 
     report.digests = digest.enqueue_due(gw, now)
     if report.reminders or report.auto_notices or report.digests:
-        log.info("tick: %d reminder(s), %d auto notice(s), %d digest(s)",
-                 report.reminders, len(report.auto_notices), report.digests)
+        log.info(
+            "tick: %d reminder(s), %d auto notice(s), %d digest(s)",
+            report.reminders,
+            len(report.auto_notices),
+            report.digests,
+        )
     return report
-
-

@@ -91,8 +91,15 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
             report.inbound += _drop_inbound(session, case.id)
             session.execute(delete(OrderRecord).where(OrderRecord.case_id == case.id))
             report.outbox += _drop_outbox(session, case.id)
-            session.add(AuditEntry(at=now, actor="system:retention", case_number=case.number,
-                                   action="purged", detail=f"personal data removed after {days} days"))
+            session.add(
+                AuditEntry(
+                    at=now,
+                    actor="system:retention",
+                    case_number=case.number,
+                    action="purged",
+                    detail=f"personal data removed after {days} days",
+                )
+            )
             session.delete(case)
         cutoff = now - timedelta(days=days)
         old_q = select(QuarantineEntry.inbound_id).where(QuarantineEntry.received_at < cutoff)
@@ -102,7 +109,9 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
             ids = list(session.scalars(old_q))
             if ids:
                 session.execute(delete(QuarantineEntry).where(QuarantineEntry.inbound_id.in_(ids)))
-                session.execute(update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None))
+                session.execute(
+                    update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None)
+                )
             report.quarantine = len(ids)
             # Originals of messages that never became a case (duplicates, ignored mail).
             session.execute(
@@ -112,7 +121,10 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
             )
             session.execute(
                 update(OutboxItem)
-                .where(OutboxItem.created_at < cutoff, OutboxItem.status.in_(("sent", "dead", "cancelled")))
+                .where(
+                    OutboxItem.created_at < cutoff,
+                    OutboxItem.status.in_(("sent", "dead", "cancelled")),
+                )
                 .values(payload=None)
             )
     if report.cases and not dry_run:
@@ -123,7 +135,11 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
 def _drop_inbound(session: Session, case_id: int) -> int:
     ids = list(session.scalars(select(InboundMessage.id).where(InboundMessage.case_id == case_id)))
     if ids:
-        session.execute(update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None, case_id=None))
+        session.execute(
+            update(InboundMessage)
+            .where(InboundMessage.id.in_(ids))
+            .values(content=None, case_id=None)
+        )
     return len(ids)
 
 
@@ -134,6 +150,8 @@ def _drop_outbox(session: Session, case_id: int) -> int:
         .values(status="cancelled", last_error="case purged")
     )
     result = session.execute(
-        update(OutboxItem).where(OutboxItem.case_id == case_id).values(payload=None, case_id=None, notice_id=None)
+        update(OutboxItem)
+        .where(OutboxItem.case_id == case_id)
+        .values(payload=None, case_id=None, notice_id=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -109,5 +109,7 @@ def initialise(
     finally:
         engine.dispose()
     made.append(f"ready  {settings.database_url()} (schema migrated)")
-    made.append(f"next:  russak --config {config} run   (drop *.xml or *.eml orders in {directory / 'spool' / 'inbox'})")
+    made.append(
+        f"next:  russak --config {config} run   (drop *.xml or *.eml orders in {directory / 'spool' / 'inbox'})"
+    )
     return made

@@ -32,7 +32,9 @@ FOOTER_HINT = (
 )
 
 
-def _recipients_for(gw: Gateway, case: Case | None, unit_code: str | None = None) -> tuple[str, ...]:
+def _recipients_for(
+    gw: Gateway, case: Case | None, unit_code: str | None = None
+) -> tuple[str, ...]:
     if case is not None:
         return tuple(gw.settings.unit(case.unit.code).staff)
     if unit_code is not None:
@@ -63,9 +65,16 @@ def send(
     to = tuple(recipients) if recipients else _recipients_for(gw, case, unit_code)
     if case is not None and f"[{case.number}]" not in subject:
         subject = f"[{case.number}] {subject}"
-    message = OutboundMessage(key=key, kind="mail", recipients=to, subject=subject, body=body, headers=headers or {})
+    message = OutboundMessage(
+        key=key, kind="mail", recipients=to, subject=subject, body=body, headers=headers or {}
+    )
     item = outbox.enqueue(
-        gw, session, message, kind=kind, channel=gw.settings.gateway.staff_channel, case_id=case.id if case else None
+        gw,
+        session,
+        message,
+        kind=kind,
+        channel=gw.settings.gateway.staff_channel,
+        case_id=case.id if case else None,
     )
     return item is not None
 
@@ -106,96 +115,181 @@ def alert_new_case(gw: Gateway, session: Session, case: Case) -> None:
     if case.tests_required:
         lines.append(f"Vilkår om rusmiddeltesting: {case.tests_required} prøve(r).")
     alert(
-        gw, session, f"case:{case.id}:new", "Ny sak: send skriftlig innkalling",
+        gw,
+        session,
+        f"case:{case.id}:new",
+        "Ny sak: send skriftlig innkalling",
         "Påtalemyndigheten har pålagt oppmøte. Send skriftlig innkalling.",
-        case=case, lines=lines, actions=["INNKALT <dato> [<kl>] [<sted>]"],
+        case=case,
+        lines=lines,
+        actions=["INNKALT <dato> [<kl>] [<sted>]"],
     )
 
 
 def alert_needs_registration(gw: Gateway, session: Session, case: Case) -> None:
     alert(
-        gw, session, f"case:{case.id}:letter", "Brev fra politiet må registreres",
+        gw,
+        session,
+        f"case:{case.id}:letter",
+        "Brev fra politiet må registreres",
         "Et brev fra politiet uten strukturert ordre er mottatt og må registreres.",
         case=case,
-        lines=["Kandidatverdier (fødselsnummer, saksnummer, datoer) er foreslått i saken.",
-               "Registrer saken med «russak register» (se brukerveiledningen)."],
+        lines=[
+            "Kandidatverdier (fødselsnummer, saksnummer, datoer) er foreslått i saken.",
+            "Registrer saken med «russak register» (se brukerveiledningen).",
+        ],
     )
 
 
 def alert_same_person(gw: Gateway, session: Session, case: Case, others: list[str]) -> None:
     alert(
-        gw, session, f"case:{case.id}:same-person", "Samme person har en annen åpen sak",
+        gw,
+        session,
+        f"case:{case.id}:same-person",
+        "Samme person har en annen åpen sak",
         "Ordren gjelder en person som allerede har en åpen sak.",
-        case=case, lines=[f"Andre åpne saker: {', '.join(others)}"],
+        case=case,
+        lines=[f"Andre åpne saker: {', '.join(others)}"],
     )
 
 
 def alert_withdrawn(gw: Gateway, session: Session, case: Case) -> None:
     alert(
-        gw, session, f"case:{case.id}:withdrawn", "Ordren er tilbakekalt",
+        gw,
+        session,
+        f"case:{case.id}:withdrawn",
+        "Ordren er tilbakekalt",
         "Påtalemyndigheten har tilbakekalt ordren. Saken er lukket, og det sendes ikke varsel.",
-        case=case, lines=["Avlys eventuelle avtalte samtaler."],
+        case=case,
+        lines=["Avlys eventuelle avtalte samtaler."],
     )
 
 
 def alert_amended(gw: Gateway, session: Session, case: Case) -> None:
     alert(
-        gw, session, f"case:{case.id}:amended:{case.updated_at.isoformat()}", "Vilkårene er endret",
+        gw,
+        session,
+        f"case:{case.id}:amended:{case.updated_at.isoformat()}",
+        "Vilkårene er endret",
         "Påtalemyndigheten har endret vilkår eller frister i saken.",
         case=case,
-        lines=[f"Antall samtaler: {case.required_attendances}", f"Prøvetid til: {nb_date(case.condition_end)}",
-               f"Frist for oppmøte: {nb_date(case.attendance_deadline)}"],
+        lines=[
+            f"Antall samtaler: {case.required_attendances}",
+            f"Prøvetid til: {nb_date(case.condition_end)}",
+            f"Frist for oppmøte: {nb_date(case.attendance_deadline)}",
+        ],
     )
 
 
 def alert_notice_drafted(gw: Gateway, session: Session, case: Case, notice: Notice) -> None:
-    lines = [f"{'Møtte ikke' if b['type'] == 'ikke_mott' else 'Prøve ikke tatt'} {nb_date(date.fromisoformat(b['on']))}" for b in notice.breaches]
+    lines = [
+        f"{'Møtte ikke' if b['type'] == 'ikke_mott' else 'Prøve ikke tatt'} {nb_date(date.fromisoformat(b['on']))}"
+        for b in notice.breaches
+    ]
     if notice.auto_send_on:
-        lines.append(f"Varselet sendes automatisk {nb_date(notice.auto_send_on)} hvis ingenting annet registreres.")
+        lines.append(
+            f"Varselet sendes automatisk {nb_date(notice.auto_send_on)} hvis ingenting annet registreres."
+        )
     alert(
-        gw, session, f"notice:{notice.id}:drafted:{len(notice.breaches)}", "Utkast til varsel om manglende oppfyllelse",
+        gw,
+        session,
+        f"notice:{notice.id}:drafted:{len(notice.breaches)}",
+        "Utkast til varsel om manglende oppfyllelse",
         "Det er laget et utkast til varsel til påtalemyndigheten.",
-        case=case, lines=lines,
-        actions=["SEND VARSEL (bekreft og send)", "INNKALT <dato> (ny innkalling i stedet)", "MØTT <dato> (hvis personen likevel møtte)"],
+        case=case,
+        lines=lines,
+        actions=[
+            "SEND VARSEL (bekreft og send)",
+            "INNKALT <dato> (ny innkalling i stedet)",
+            "MØTT <dato> (hvis personen likevel møtte)",
+        ],
     )
 
 
 def alert_notice_sent(gw: Gateway, session: Session, case: Case, notice: Notice) -> None:
     alert(
-        gw, session, f"notice:{notice.id}:sent", "Varsel er sendt til påtalemyndigheten",
-        "Varselet om manglende oppfyllelse er levert.", case=case,
+        gw,
+        session,
+        f"notice:{notice.id}:sent",
+        "Varsel er sendt til påtalemyndigheten",
+        "Varselet om manglende oppfyllelse er levert.",
+        case=case,
         lines=[f"Meldings-ID: {notice.message_id}"],
     )
 
 
 def alert_notice_failed(gw: Gateway, session: Session, case: Case, reason: str) -> None:
     alert(
-        gw, session, f"case:{case.id}:notice-failed:{gw.clock.now().isoformat()}", "Varsel kunne ikke leveres",
+        gw,
+        session,
+        f"case:{case.id}:notice-failed:{gw.clock.now().isoformat()}",
+        "Varsel kunne ikke leveres",
         "Varselet til påtalemyndigheten kunne ikke leveres. Det ligger igjen som utkast.",
-        case=case, lines=[f"Feil: {reason}", "Kontakt driftsansvarlig, og svar SEND VARSEL når feilen er rettet."],
+        case=case,
+        lines=[
+            f"Feil: {reason}",
+            "Kontakt driftsansvarlig, og svar SEND VARSEL når feilen er rettet.",
+        ],
     )
 
 
-def alert_dead_letter(gw: Gateway, session: Session, item: OutboxItem, case: Case | None, reason: str) -> None:
+def alert_dead_letter(
+    gw: Gateway, session: Session, item: OutboxItem, case: Case | None, reason: str
+) -> None:
     alert(
-        gw, session, f"dead:{item.id}", f"Utsending feilet (utboks {item.id})",
+        gw,
+        session,
+        f"dead:{item.id}",
+        f"Utsending feilet (utboks {item.id})",
         "En melding fra russak-gateway kunne ikke leveres og er lagt til side.",
-        case=case, lines=[f"Type: {item.kind}", f"Feil: {reason}", "Driftsansvarlig kan se den med «russak outbox»."],
+        case=case,
+        lines=[
+            f"Type: {item.kind}",
+            f"Feil: {reason}",
+            "Driftsansvarlig kan se den med «russak outbox».",
+        ],
     )
 
 
-def alert_quarantine(gw: Gateway, session: Session, quarantine_id: int, channel: str, reason: str) -> None:
+def alert_quarantine(
+    gw: Gateway, session: Session, quarantine_id: int, channel: str, reason: str
+) -> None:
     alert(
-        gw, session, f"quarantine:{quarantine_id}", f"Melding satt i karantene (nr. {quarantine_id})",
+        gw,
+        session,
+        f"quarantine:{quarantine_id}",
+        f"Melding satt i karantene (nr. {quarantine_id})",
         "En innkommende melding kunne ikke behandles og er satt i karantene. Ingenting er slettet.",
-        lines=[f"Kanal: {channel}", f"Årsak: {reason}",
-               "Driftsansvarlig kan se og eksportere den med «russak quarantine»."],
+        lines=[
+            f"Kanal: {channel}",
+            f"Årsak: {reason}",
+            "Driftsansvarlig kan se og eksportere den med «russak quarantine».",
+        ],
     )
 
 
-def reply(gw: Gateway, session: Session, key: str, to: str, subject: str, body: str, case: Case | None, in_reply_to: str | None) -> None:
+def reply(
+    gw: Gateway,
+    session: Session,
+    key: str,
+    to: str,
+    subject: str,
+    body: str,
+    case: Case | None,
+    in_reply_to: str | None,
+) -> None:
     headers = {"In-Reply-To": in_reply_to, "References": in_reply_to} if in_reply_to else {}
-    send(gw, session, key=key, subject=subject, body=body, case=case, recipients=[to], kind="reply", headers=headers)
+    send(
+        gw,
+        session,
+        key=key,
+        subject=subject,
+        body=body,
+        case=case,
+        recipients=[to],
+        kind="reply",
+        headers=headers,
+    )
 
 
 def today(gw: Gateway) -> date:

@@ -51,10 +51,7 @@ def _postgres_database() -> Iterator[str]:
         # UTF-8 whatever the cluster's default: a cluster initialised without a locale
         # (as on a bare CI machine) defaults to SQL_ASCII, where psycopg cannot send "å".
         conn.execute(
-            text(
-                f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\' '
-                "LC_COLLATE 'C' LC_CTYPE 'C'"
-            )
+            text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
         )
     base, _, _ = PG_URL.rpartition("/")
     try:

@@ -19,7 +19,17 @@ from gateway.samples import (  # re-exported: tests and the demo share one build
     order_xml,
 )
 
-__all__ = ["KOMMUNE", "POLICE_ORG", "POLICE_SENDER", "STAFF", "UNIT_ORG", "fnr", "mail", "order_xml", "write_config"]
+__all__ = [
+    "KOMMUNE",
+    "POLICE_ORG",
+    "POLICE_SENDER",
+    "STAFF",
+    "UNIT_ORG",
+    "fnr",
+    "mail",
+    "order_xml",
+    "write_config",
+]
 
 
 def write_config(

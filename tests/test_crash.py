@@ -56,13 +56,14 @@ NOTICE_NS = "urn:no:russak:melding:1"
 READY = b"russak-gateway running"
 ACTOR = "cli:crash-test"
 ORDERS = 60  # distinct OrdreIds
+ORDERS_PER_ROUND = 4
 INTAKE_ROUNDS = 16
-NOTICES = 30  # cases driven to a confirmed notice
+NOTICES = 32  # cases driven to a confirmed notice
 ATTENDED = 6  # cases where the person attended: never a notice
 DISPATCH_ROUNDS = 16
-DELIVERED = re.compile(
-    rb"outbox (\d+) \((\w+)\) delivered via spool( \(already delivered earlier\))?"
-)
+INTAKE_LINE = b"gateway.intake: intake spool/"
+DELIVERY_LINE = b") delivered via spool"
+DELIVERED = re.compile(rb"outbox (\d+) \((\w+)\) delivered via spool( \(already delivered earlier\))?")
 
 
 # The daemon as a child process -------------------------------------------------------
@@ -131,8 +132,16 @@ class Harness:
                 break
             time.sleep(0.005)
         pytest.fail(
-            f"daemon did not start (exit {run.proc.poll()}):\n{run.log.read_text(errors='replace')[-3000:]}"
+            f"daemon did not start (exit {run.proc.poll()}):\n" + run.log.read_text(errors="replace")[-3000:]
         )
+
+    def wait_for(self, run: Run, marker: bytes, count: int, timeout: float = 2.0) -> None:
+        """Until the run has logged ``marker`` ``count`` times (or give up quietly)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and run.proc.poll() is None:
+            if run.log.read_bytes().count(marker) >= count:
+                return
+            time.sleep(0.002)
 
     def kill(self, run: Run) -> None:
         run.proc.send_signal(signal.SIGKILL)
@@ -207,13 +216,28 @@ class Paths:
     def busy(self) -> bool:
         return self.waiting() > 0 or self.pending() > 0
 
+    def progress(self) -> int:
+        """Grows with every committed intake or delivery."""
+        return self.scalar(
+            "SELECT (SELECT count(*) FROM inbound_messages)"
+            " + (SELECT count(*) FROM outbox WHERE status = 'sent')"
+        )
 
-@dataclass
+    def held_by(self, pid: int) -> int:
+        """Outbox rows a (dead) process had claimed but not recorded: killed mid-send."""
+        return self.scalar(
+            f"SELECT count(*) FROM outbox WHERE status = 'pending' AND lease_owner LIKE '%:{int(pid)}:%'"
+        )
+
+
+@dataclass(frozen=True)
 class Kill:
     round: int
-    when: str  # "startup" (from spawn) or "working" (after the ready line)
+    when: str  # "startup" (timed from spawn) or "working" (timed from the ready line)
     delay: float
-    busy_after: bool
+    progressed: bool  # the killed run committed something
+    work_left: bool  # and there was still work to do when it died
+    mid_send: int  # rows it had claimed and not recorded
 
 
 @dataclass
@@ -222,12 +246,20 @@ class Crashes:
 
     @property
     def interrupted(self) -> int:
-        return sum(k.busy_after for k in self.kills)
+        """Kills that landed while the daemon was working, not before or after."""
+        return sum(k.progressed and k.work_left for k in self.kills)
+
+    @property
+    def mid_send(self) -> int:
+        return sum(k.mid_send for k in self.kills)
 
     def summary(self) -> str:
         early = sum(k.when == "startup" for k in self.kills)
+        events = sum(k.when.startswith("after") for k in self.kills)
         return (
-            f"{len(self.kills)} kills ({early} during startup), {self.interrupted} left work undone"
+            f"{len(self.kills)} kills ({early} in startup, {events} right after an event), "
+            f"{self.interrupted} in the middle "
+            f"of work, {self.mid_send} between claim and receipt"
         )
 
 
@@ -237,26 +269,45 @@ def crash_rounds(
     rng: random.Random,
     rounds: int,
     before: Callable[[int], None],
+    marker: bytes,
+    most: int,
 ) -> Crashes:
     """Start the daemon and SIGKILL it ``rounds`` times, calling ``before(i)`` in between.
 
-    One kill in five is timed from spawn (startup, migration check, lease); the rest
-    wait for the ready line and then kill during the first 0.3 s of work, which is
-    when the freshly fed wave is being taken in or sent.
+    Three ways to pick the moment, drawn at random each round: from spawn (0.05 to
+    0.6 s: startup, schema check, lease), from the ready line (0 to 0.3 s), or just
+    after the k-th ``marker`` log line of the run (k from 1 to ``most``, then 0 to
+    20 ms more), which lands inside the handling of the next item.
     """
     crashes = Crashes()
     for i in range(rounds):
         before(i)
+        done_before = paths.progress()
         run = harness.start()
-        if rng.random() < 0.2:
+        draw = rng.random()
+        if draw < 0.15:
             when, delay = "startup", rng.uniform(0.05, 0.6)
             time.sleep(max(0.0, run.started + delay - time.monotonic()))
-        else:
+        elif draw < 0.5:
             when, delay = "working", rng.uniform(0.0, 0.3)
             harness.wait_ready(run)
             time.sleep(delay)
+        else:
+            count, delay = rng.randint(1, most), rng.uniform(0.0, 0.02)
+            when = f"after event {count}"
+            harness.wait_for(run, marker, count)
+            time.sleep(delay)
         harness.kill(run)
-        crashes.kills.append(Kill(i, when, delay, paths.busy()))
+        crashes.kills.append(
+            Kill(
+                i,
+                when,
+                delay,
+                progressed=paths.progress() > done_before,
+                work_left=paths.busy(),
+                mid_send=paths.held_by(run.proc.pid),
+            )
+        )
     return crashes
 
 
@@ -270,9 +321,7 @@ def run_to_completion(
     while not done():
         if time.monotonic() > deadline or run.proc.poll() is not None:
             harness.stop(run)
-            pytest.fail(
-                f"work not finished: {paths.waiting()} in inbox, {paths.pending()} pending in outbox"
-            )
+            pytest.fail(f"work not finished: {paths.waiting()} in inbox, {paths.pending()} pending in outbox")
         time.sleep(0.1)
     assert harness.stop(run) == 0, run.log.read_text(errors="replace")[-3000:]
 
@@ -290,14 +339,14 @@ def gateway_of(config: Path) -> Iterator[Gateway]:
 
 
 @dataclass(frozen=True)
-class TestOrder:
+class SentOrder:
     order_id: str
     national_id: str
     case_reference: str
     data: bytes
 
 
-def make_orders(rng: random.Random) -> list[TestOrder]:
+def make_orders(rng: random.Random) -> list[SentOrder]:
     """Distinct people (synthetic numbers), case references and OrdreIds."""
     orders = []
     for i in range(ORDERS):
@@ -305,33 +354,31 @@ def make_orders(rng: random.Random) -> list[TestOrder]:
         national_id = fnr(birth)
         order_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         reference = str(24_100_000 + i)
-        data = order_xml(
-            order_id=order_id, national_id=national_id, birth=birth, case_reference=reference
-        )
-        orders.append(TestOrder(order_id, national_id, reference, data))
+        data = order_xml(order_id=order_id, national_id=national_id, birth=birth, case_reference=reference)
+        orders.append(SentOrder(order_id, national_id, reference, data))
     assert len({o.national_id for o in orders}) == ORDERS
     return orders
 
 
-def intake_waves(orders: list[TestOrder]) -> dict[int, list[tuple[str, bytes]]]:
-    """Files to drop before given rounds: every order once, plus two kinds of repeat.
+def intake_waves(orders: list[SentOrder]) -> dict[int, list[tuple[str, bytes]]]:
+    """Files to drop before each round: every order once, plus two kinds of repeat.
 
-    Every 6th order is dropped again byte for byte under another name (same round or
-    a later one); every 10th is re-sent with the same OrdreId but other bytes (a new
-    ``Sendt``), which intake must see as the same order.
+    Every 6th order is dropped again byte for byte under another name (in the same
+    round, or the next when it is also a 12th); every 10th is re-sent with the same
+    OrdreId but other bytes (a new ``Sendt``), which intake must see as one order.
     """
     waves: dict[int, list[tuple[str, bytes]]] = {}
-    per_wave = ORDERS // 4
     for i, order in enumerate(orders):
-        wave = (i // per_wave) * 4  # rounds 0, 4, 8, 12
+        wave = i // ORDERS_PER_ROUND
         waves.setdefault(wave, []).append((f"ordre-{i:03d}.xml", order.data))
         if i % 6 == 0:
-            later = wave + (4 if i % 12 == 0 and wave < 12 else 0)
+            later = wave + (1 if i % 12 == 0 else 0)
             waves.setdefault(later, []).append((f"ordre-{i:03d}-kopi.xml", order.data))
         if i % 10 == 5:
             resent = order.data.replace(b"2026-11-20T09:00:00+00:00", b"2026-11-20T09:30:00+00:00")
             assert resent != order.data
             waves.setdefault(wave, []).append((f"ordre-{i:03d}-igjen.xml", resent))
+    assert max(waves) < INTAKE_ROUNDS
     return waves
 
 
@@ -370,14 +417,12 @@ def _crash_test(tmp_path: Path, seed: int) -> None:
         for name, data in waves.get(i, []):
             drop_file(paths.inbox, name, data)
 
-    intake = crash_rounds(harness, paths, rng, INTAKE_ROUNDS, feed)
+    intake = crash_rounds(harness, paths, rng, INTAKE_ROUNDS, feed, INTAKE_LINE, ORDERS_PER_ROUND - 1)
     run_to_completion(harness, paths, lambda: not paths.busy())
 
     listed = json.loads(harness.cli("cases", "--json"))
     by_order = Counter(c["order_id"] for c in listed)
-    assert set(by_order) == {o.order_id for o in orders}, (
-        "an order was lost (or a stranger appeared)"
-    )
+    assert set(by_order) == {o.order_id for o in orders}, "an order was lost (or a stranger appeared)"
     assert max(by_order.values()) == 1, "a case was duplicated"
     assert len(listed) == ORDERS
     assert len({c["number"] for c in listed}) == ORDERS
@@ -390,29 +435,27 @@ def _crash_test(tmp_path: Path, seed: int) -> None:
 
     # Phase 2: dispatch ------------------------------------------------------------
     number_of = {c["order_id"]: c["number"] for c in listed}
-    noticed = [o for o in orders[:NOTICES]]
-    attended = [o for o in orders[NOTICES : NOTICES + ATTENDED]]
-    per_wave = NOTICES // 5
-    notice_waves = {r * 3: noticed[r * per_wave : (r + 1) * per_wave] for r in range(5)}
-    attend_waves = {r * 3: attended[r::5] for r in range(5)}
+    noticed = orders[:NOTICES]
+    attended = orders[NOTICES : NOTICES + ATTENDED]
+    per_round = NOTICES // DISPATCH_ROUNDS
+    notice_waves = {r: noticed[r * per_round : (r + 1) * per_round] for r in range(DISPATCH_ROUNDS)}
+    attend_waves = {3 * j: [order] for j, order in enumerate(attended)}
 
     def confirm(i: int) -> None:
         """Staff record a missed meeting and confirm the notice while the daemon is down."""
-        if i not in notice_waves:
-            return
         with gateway_of(config) as gw, gw.session() as session:
             today = local_today(gw.clock.now())
-            for order in notice_waves[i]:
+            for order in notice_waves.get(i, []):
                 case = svc.get_case(session, number_of[order.order_id])
                 perform(gw, session, case, Command("summoned", on=today - timedelta(days=7)), ACTOR)
                 perform(gw, session, case, Command("no-show", on=today - timedelta(days=7)), ACTOR)
                 perform(gw, session, case, Command("send-notice"), ACTOR)
-            for order in attend_waves[i]:
+            for order in attend_waves.get(i, []):
                 case = svc.get_case(session, number_of[order.order_id])
                 perform(gw, session, case, Command("summoned", on=today - timedelta(days=7)), ACTOR)
                 perform(gw, session, case, Command("attended", on=today - timedelta(days=7)), ACTOR)
 
-    dispatch = crash_rounds(harness, paths, rng, DISPATCH_ROUNDS, confirm)
+    dispatch = crash_rounds(harness, paths, rng, DISPATCH_ROUNDS, confirm, DELIVERY_LINE, 5)
     run_to_completion(
         harness,
         paths,
@@ -429,13 +472,14 @@ def _crash_test(tmp_path: Path, seed: int) -> None:
     # The kills must have hit work in progress, or this test proves nothing.
     assert intake.interrupted >= 3, intake.summary()
     assert dispatch.interrupted >= 3, dispatch.summary()
+    assert intake.mid_send + dispatch.mid_send >= 1, "no kill landed between claim and receipt"
 
     _check_dispatch(config, paths, noticed, attended, logs)
     _check_privacy(paths, logs, orders, noticed)
 
 
 def _check_dispatch(
-    config: Path, paths: Paths, noticed: list[TestOrder], attended: list[TestOrder], logs: Path
+    config: Path, paths: Paths, noticed: list[SentOrder], attended: list[SentOrder], logs: Path
 ) -> None:
     with gateway_of(config) as gw, gw.session() as session:
         items = session.scalars(select(OutboxItem).order_by(OutboxItem.id)).all()
@@ -460,9 +504,7 @@ def _check_dispatch(
     # The spool outbox: exactly one .xml (and its .txt) per notice row, one MeldingId each.
     xml_files = sorted(p.name for p in paths.outbox.glob("*.xml"))
     assert xml_files == sorted(f"{safe_name(i.key)}.xml" for i in notice_items)
-    assert sorted(p.stem for p in paths.outbox.glob("*.txt")) == sorted(
-        Path(n).stem for n in xml_files
-    )
+    assert sorted(p.stem for p in paths.outbox.glob("*.txt")) == sorted(Path(n).stem for n in xml_files)
     seen: Counter[str] = Counter()
     for path in paths.outbox.glob("*.xml"):
         doc = etree.fromstring(path.read_bytes())
@@ -477,9 +519,7 @@ def _check_dispatch(
     assert max(seen.values()) == 1, "a notice was delivered twice"
 
     # Attended cases left no trace in anything sent to the police.
-    police_text = b"".join(
-        p.read_bytes() for p in paths.outbox.iterdir() if not p.name.startswith(".")
-    )
+    police_text = b"".join(p.read_bytes() for p in paths.outbox.iterdir() if not p.name.startswith("."))
     for order in attended:
         assert order.case_reference.encode() not in police_text
         assert order.order_id.encode() not in police_text
@@ -512,7 +552,7 @@ def _check_dispatch(
     )
 
 
-def case_of_order(case_of: dict[int, Case], order: TestOrder) -> Case:
+def case_of_order(case_of: dict[int, Case], order: SentOrder) -> Case:
     found = [c for c in case_of.values() if c.order_id == order.order_id]
     assert len(found) == 1
     return found[0]
@@ -522,9 +562,7 @@ def _identity_patterns(national_id: str) -> list[bytes]:
     return [national_id.encode(), f"{national_id[:6]} {national_id[6:]}".encode()]
 
 
-def _check_privacy(
-    paths: Paths, logs: Path, orders: list[TestOrder], noticed: list[TestOrder]
-) -> None:
+def _check_privacy(paths: Paths, logs: Path, orders: list[SentOrder], noticed: list[SentOrder]) -> None:
     """No identity number in clear in the database files, the logs or staff mail."""
     stored = [
         p
@@ -541,9 +579,7 @@ def _check_privacy(
     for path in sorted(paths.mail.glob("*.eml")):
         raw = path.read_bytes()
         parsed = BytesParser(policy=policy.default).parsebytes(raw)
-        decoded = "\n".join(
-            str(part.get_content()) for part in parsed.walk() if not part.is_multipart()
-        )
+        decoded = "\n".join(str(part.get_content()) for part in parsed.walk() if not part.is_multipart())
         texts[path.name] = raw + b"\n" + decoded.encode()
     leaks = [
         name

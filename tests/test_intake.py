@@ -15,7 +15,13 @@ from gateway.ports import RawMessage
 from tests import factories
 
 
-def raw(gw: Gateway, data: bytes, kind: str = "xml", channel: str = "spool", external_id: str | None = None) -> RawMessage:
+def raw(
+    gw: Gateway,
+    data: bytes,
+    kind: str = "xml",
+    channel: str = "spool",
+    external_id: str | None = None,
+) -> RawMessage:
     return RawMessage(
         channel=channel,
         external_id=external_id or "sha256:" + hashlib.sha256(data).hexdigest(),
@@ -63,8 +69,13 @@ def test_same_order_id_in_another_message_is_a_recorded_noop(gw: Gateway) -> Non
 
 def test_endring_before_ny_is_parked_then_applied(gw: Gateway) -> None:
     ny_id = str(uuid.uuid4())
-    endring = factories.order_xml(message_type="endring", refers_to=ny_id, attendances=2,
-                                  condition_end=date(2029, 1, 1), attendance_deadline=date(2027, 6, 1))
+    endring = factories.order_xml(
+        message_type="endring",
+        refers_to=ny_id,
+        attendances=2,
+        condition_end=date(2029, 1, 1),
+        attendance_deadline=date(2027, 6, 1),
+    )
     assert intake.process(gw, raw(gw, endring)).outcome == "parked"
     result = intake.process(gw, raw(gw, factories.order_xml(order_id=ny_id)))
     assert result.outcome == "case"
@@ -73,7 +84,14 @@ def test_endring_before_ny_is_parked_then_applied(gw: Gateway) -> None:
         assert case.required_attendances == 2
         assert case.condition_end == date(2029, 1, 1)
         assert case.attendance_deadline == date(2027, 6, 1)
-        assert s.scalar(select(func.count()).select_from(OrderRecord).where(OrderRecord.applied_at.is_(None))) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(OrderRecord)
+                .where(OrderRecord.applied_at.is_(None))
+            )
+            == 0
+        )
 
 
 def test_tilbakekall_before_ny_ends_withdrawn_without_notice(gw: Gateway) -> None:
@@ -99,8 +117,11 @@ def test_hostile_xml_is_quarantined_with_alert(gw: Gateway) -> None:
 
 def test_letter_from_police_needs_registration_with_suggestions(gw: Gateway) -> None:
     nid = factories.fnr(date(2001, 2, 3))
-    letter = factories.mail(sender=factories.POLICE_SENDER, subject="Pålegg om oppmøte",
-                            body=f"Gjelder {nid[:6]} {nid[6:]}, sak 24817395, prøvetid til 1.12.2028.")
+    letter = factories.mail(
+        sender=factories.POLICE_SENDER,
+        subject="Pålegg om oppmøte",
+        body=f"Gjelder {nid[:6]} {nid[6:]}, sak 24817395, prøvetid til 1.12.2028.",
+    )
     result = intake.process(gw, raw(gw, letter, kind="email"))
     assert result.outcome == "letter"
     with gw.session() as s:
@@ -113,13 +134,24 @@ def test_letter_from_police_needs_registration_with_suggestions(gw: Gateway) -> 
 
 
 def test_mail_from_stranger_is_quarantined(gw: Gateway) -> None:
-    result = intake.process(gw, raw(gw, factories.mail(sender="someone@example.net", subject="hei", body="hei"), kind="email"))
+    result = intake.process(
+        gw,
+        raw(
+            gw,
+            factories.mail(sender="someone@example.net", subject="hei", body="hei"),
+            kind="email",
+        ),
+    )
     assert result.outcome == "quarantined"
 
 
 def test_order_by_mail_needs_allowed_sender(gw: Gateway) -> None:
     xml = factories.order_xml()
-    stranger = factories.mail(sender="someone@example.net", subject="ordre", attachments=[("o.xml", xml)])
+    stranger = factories.mail(
+        sender="someone@example.net", subject="ordre", attachments=[("o.xml", xml)]
+    )
     assert intake.process(gw, raw(gw, stranger, kind="email")).outcome == "quarantined"
-    police = factories.mail(sender=factories.POLICE_SENDER, subject="ordre", attachments=[("o.xml", xml)])
+    police = factories.mail(
+        sender=factories.POLICE_SENDER, subject="ordre", attachments=[("o.xml", xml)]
+    )
     assert intake.process(gw, raw(gw, police, kind="email")).outcome == "case"

@@ -41,7 +41,9 @@ starts = st.builds(
 )
 
 
-def run(facts: CaseFacts, sequence: list[lc.Event]) -> list[tuple[CaseFacts, lc.Event, lc.Transition]]:
+def run(
+    facts: CaseFacts, sequence: list[lc.Event]
+) -> list[tuple[CaseFacts, lc.Event, lc.Transition]]:
     trace = []
     for event in sequence:
         try:
@@ -55,7 +57,9 @@ def run(facts: CaseFacts, sequence: list[lc.Event]) -> list[tuple[CaseFacts, lc.
 
 @settings(max_examples=3000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_a_queued_notice_only_carries_breaches_true_at_that_moment(start: CaseFacts, sequence: list[lc.Event]) -> None:
+def test_a_queued_notice_only_carries_breaches_true_at_that_moment(
+    start: CaseFacts, sequence: list[lc.Event]
+) -> None:
     for _before, _event, transition in run(start, sequence):
         after = transition.facts
         for effect in transition.effects:
@@ -71,10 +75,15 @@ def test_a_queued_notice_only_carries_breaches_true_at_that_moment(start: CaseFa
 
 @settings(max_examples=3000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_attended_as_required_never_leaves_an_attendance_notice_pending(start: CaseFacts, sequence: list[lc.Event]) -> None:
+def test_attended_as_required_never_leaves_an_attendance_notice_pending(
+    start: CaseFacts, sequence: list[lc.Event]
+) -> None:
     for _before, _event, transition in run(start, sequence):
         facts = transition.facts
-        if facts.attendance_fulfilled and facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
+        if facts.attendance_fulfilled and facts.notice in (
+            notices.NoticeState.DRAFT,
+            notices.NoticeState.QUEUED,
+        ):
             # only a drug-test breach can keep a notice alive once attendance is met
             assert all(b.type == "prove_ikke_tatt" for b in notices.reportable_breaches(facts))
             assert notices.reportable_breaches(facts)
@@ -85,7 +94,9 @@ def test_attended_as_required_never_leaves_an_attendance_notice_pending(start: C
 
 @settings(max_examples=2000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_a_person_who_complied_is_never_sent_a_notice(start: CaseFacts, sequence: list[lc.Event]) -> None:
+def test_a_person_who_complied_is_never_sent_a_notice(
+    start: CaseFacts, sequence: list[lc.Event]
+) -> None:
     """If the person never missed anything, no notice exists at any point."""
     clean = [e for e in sequence if not isinstance(e, (lc.NoShow, lc.TestMissed))]
     for _before, _event, transition in run(start, clean):
@@ -95,7 +106,9 @@ def test_a_person_who_complied_is_never_sent_a_notice(start: CaseFacts, sequence
 
 @settings(max_examples=2000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_ended_cases_never_change_and_never_notify(start: CaseFacts, sequence: list[lc.Event]) -> None:
+def test_ended_cases_never_change_and_never_notify(
+    start: CaseFacts, sequence: list[lc.Event]
+) -> None:
     facts = start
     for _before, _event, transition in run(start, sequence):
         facts = transition.facts
@@ -110,7 +123,9 @@ def test_ended_cases_never_change_and_never_notify(start: CaseFacts, sequence: l
 
 @settings(max_examples=1000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_status_is_always_one_of_the_documented_states(start: CaseFacts, sequence: list[lc.Event]) -> None:
+def test_status_is_always_one_of_the_documented_states(
+    start: CaseFacts, sequence: list[lc.Event]
+) -> None:
     for _b, _e, transition in run(start, sequence):
         assert transition.facts.status in set(Status)
         assert transition.facts.attendances >= 0
@@ -130,7 +145,9 @@ def test_routine_no_show_then_confirm_then_delivered() -> None:
 
 
 def test_attending_after_a_no_show_cancels_the_draft() -> None:
-    facts = lc.apply(lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
+    facts = lc.apply(
+        lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)
+    ).facts
     t = lc.apply(facts, lc.Attended(D0 + timedelta(days=3)))
     assert t.facts.status is Status.FULFILLED
     assert any(isinstance(e, lc.CancelNotice) for e in t.effects)
@@ -152,8 +169,36 @@ def test_test_missed_needs_a_testing_condition() -> None:
 
 
 def test_resummons_after_no_show_withdraws_the_draft() -> None:
-    facts = lc.apply(lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
+    facts = lc.apply(
+        lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)
+    ).facts
     t = lc.apply(facts, lc.Summoned(D0 + timedelta(days=7)))
     assert t.facts.status is Status.SUMMONED
     assert t.facts.notice is notices.NoticeState.NONE
     assert any(isinstance(e, lc.CancelNotice) for e in t.effects)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(starts, st.lists(events, max_size=30))
+def test_an_unsent_notice_only_ever_carries_reportable_breaches(start: CaseFacts, sequence: list[lc.Event]) -> None:
+    for _b, _e, transition in run(start, sequence):
+        facts = transition.facts
+        if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
+            assert facts.notice_breaches
+            assert set(facts.notice_breaches) <= set(notices.reportable_breaches(facts))
+        else:
+            assert facts.notice_breaches == ()
+
+
+def test_queued_two_breach_notice_is_redrafted_when_one_stops_being_reportable() -> None:
+    facts = CaseFacts(Status.AWAITING_SUMMONS, tests_required=1)
+    facts = lc.apply(facts, lc.Summoned(D0)).facts
+    facts = lc.apply(facts, lc.NoShow(D0)).facts
+    facts = lc.apply(facts, lc.TestMissed(D0 + timedelta(days=1))).facts
+    facts = lc.apply(facts, lc.ConfirmNotice()).facts
+    assert facts.notice is notices.NoticeState.QUEUED and len(facts.notice_breaches) == 2
+    t = lc.apply(facts, lc.Attended(D0 + timedelta(days=2)))
+    assert isinstance(t.effects[0], lc.CancelNotice)
+    assert t.effects[1] == lc.DraftNotice((notices.BreachFact("prove_ikke_tatt", D0 + timedelta(days=1)),))
+    assert t.facts.notice is notices.NoticeState.DRAFT
+    assert t.facts.status is Status.NONCOMPLIANT

@@ -57,6 +57,7 @@ class CaseFacts:
     no_shows: tuple[date, ...] = ()
     tests_missed: tuple[date, ...] = ()
     notice: notices.NoticeState = notices.NoticeState.NONE
+    notice_breaches: tuple[notices.BreachFact, ...] = ()
 
     @property
     def attendance_fulfilled(self) -> bool:
@@ -177,23 +178,34 @@ class Transition:
 
 
 _OPEN_FOR_MEETINGS = frozenset(
-    {Status.AWAITING_SUMMONS, Status.SUMMONED, Status.NONCOMPLIANT, Status.FULFILLED, Status.NOTIFIED}
+    {
+        Status.AWAITING_SUMMONS,
+        Status.SUMMONED,
+        Status.NONCOMPLIANT,
+        Status.FULFILLED,
+        Status.NOTIFIED,
+    }
 )
 
 
-def _settle(facts: CaseFacts, effects: list[Effect]) -> Transition:
-    """Derive the status from the counts and reconcile the notice with what is reportable.
+def settle(facts: CaseFacts, effects: list[Effect] | None = None) -> Transition:
+    """Derive the status from the counts and keep an unsent notice honest.
 
-    This is the single place that keeps an unsent notice honest: whenever the facts
-    change, an unsent notice whose breaches are no longer all reportable is cancelled
-    (and re-drafted with what still is), so a person who has since attended as
-    required can never be reported for not attending.
+    This is the single place that reconciles an unsent notice with what is
+    reportable: whenever the facts change, an unsent notice carrying a breach that is
+    no longer reportable is cancelled, and re-drafted with what still is (staff then
+    confirm again). So a person who has since attended as required can never be
+    reported for not attending.
     """
+    effects = [] if effects is None else effects
     reportable = notices.reportable_breaches(facts)
-    if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
-        if not reportable:
-            effects.append(CancelNotice("breaches no longer reportable"))
-            facts = replace(facts, notice=notices.NoticeState.NONE)
+    unsent = facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED)
+    if unsent and not set(facts.notice_breaches) <= set(reportable):
+        effects.append(CancelNotice("breaches no longer reportable"))
+        facts = replace(facts, notice=notices.NoticeState.NONE, notice_breaches=())
+        if reportable:
+            effects.append(DraftNotice(reportable))
+            facts = replace(facts, notice=notices.NoticeState.DRAFT, notice_breaches=reportable)
     if facts.status not in ENDED and facts.status is not Status.NEEDS_REGISTRATION:
         if facts.notice is notices.NoticeState.SENT:
             status = Status.NOTIFIED
@@ -218,52 +230,52 @@ def apply(facts: CaseFacts, event: Event) -> Transition:
         case Registered():
             if facts.status is not Status.NEEDS_REGISTRATION:
                 raise TransitionError("Saken er allerede registrert.")
-            return _settle(replace(facts, status=Status.AWAITING_SUMMONS), effects)
+            return settle(replace(facts, status=Status.AWAITING_SUMMONS), effects)
         case Withdrawn():
             if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
                 effects.append(CancelNotice("order withdrawn"))
-            notice = facts.notice if facts.notice is notices.NoticeState.SENT else notices.NoticeState.NONE
-            return Transition(replace(facts, status=Status.WITHDRAWN, notice=notice), tuple(effects))
+            return Transition(replace(_unsent_cleared(facts), status=Status.WITHDRAWN), tuple(effects))
         case Closed(reason=reason):
             if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
                 effects.append(CancelNotice(f"case closed: {reason}"))
-            notice = facts.notice if facts.notice is notices.NoticeState.SENT else notices.NoticeState.NONE
-            return Transition(replace(facts, status=Status.CLOSED, notice=notice), tuple(effects))
+            return Transition(replace(_unsent_cleared(facts), status=Status.CLOSED), tuple(effects))
         case Amended(required_attendances=req, tests_required=tests):
             facts = replace(
                 facts,
                 required_attendances=facts.required_attendances if req is None else req,
                 tests_required=facts.tests_required if tests is None else tests,
             )
-            return _settle(facts, effects)
+            return settle(facts, effects)
     if facts.status is Status.NEEDS_REGISTRATION:
         raise TransitionError("Saken mangler registrering; fullfør registreringen først.")
     match event:
         case Summoned():
             if facts.status not in _OPEN_FOR_MEETINGS:
                 raise TransitionError("Kan ikke registrere innkalling nå.")
-            if facts.notice is not notices.NoticeState.SENT and facts.notice is not notices.NoticeState.NONE:
+            if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
                 effects.append(CancelNotice("re-summoned before the notice was sent"))
             # A re-invitation gives the person a new chance: breaches recorded so far are
             # kept in history but no longer drive a notice; a new no-show drafts anew.
-            return _settle(
-                replace(facts, status=Status.SUMMONED, no_shows=(), tests_missed=(),
-                        notice=facts.notice if facts.notice is notices.NoticeState.SENT
-                        else notices.NoticeState.NONE),
+            return settle(
+                replace(_unsent_cleared(facts), status=Status.SUMMONED, no_shows=(), tests_missed=()),
                 effects,
             )
         case Attended():
-            return _settle(replace(facts, attendances=facts.attendances + 1,
-                                   status=_after_meeting(facts)), effects)
+            return settle(
+                replace(facts, attendances=facts.attendances + 1, status=_after_meeting(facts)),
+                effects,
+            )
         case NoShow(on=on):
             facts = replace(facts, no_shows=(*facts.no_shows, on), status=_after_meeting(facts))
             return _draft_if_reportable(facts, effects)
         case TestTaken():
-            return _settle(replace(facts, tests_taken=facts.tests_taken + 1), effects)
+            return settle(replace(facts, tests_taken=facts.tests_taken + 1), effects)
         case TestMissed(on=on):
             if facts.tests_required == 0:
                 raise TransitionError("Saken har ikke vilkår om rusmiddeltesting.")
-            return _draft_if_reportable(replace(facts, tests_missed=(*facts.tests_missed, on)), effects)
+            return _draft_if_reportable(
+                replace(facts, tests_missed=(*facts.tests_missed, on)), effects
+            )
         case ConfirmNotice():
             if facts.notice is not notices.NoticeState.DRAFT:
                 raise TransitionError("Det finnes ikke noe utkast til varsel å sende.")
@@ -271,11 +283,11 @@ def apply(facts: CaseFacts, event: Event) -> Transition:
             if not reportable:
                 raise TransitionError("Det er ingenting å varsle om i denne saken.")
             effects.append(QueueNotice(reportable))
-            return _settle(replace(facts, notice=notices.NoticeState.QUEUED), effects)
+            return settle(replace(facts, notice=notices.NoticeState.QUEUED, notice_breaches=reportable), effects)
         case NoticeDelivered():
             if facts.notice is not notices.NoticeState.QUEUED:
                 raise TransitionError("Ingen varsel er i kø.")
-            return _settle(replace(facts, notice=notices.NoticeState.SENT), effects)
+            return settle(replace(facts, notice=notices.NoticeState.SENT, notice_breaches=()), effects)
     raise TransitionError(f"Ukjent hendelse: {type(event).__name__}")
 
 
@@ -288,5 +300,12 @@ def _draft_if_reportable(facts: CaseFacts, effects: list[Effect]) -> Transition:
     reportable = notices.reportable_breaches(facts)
     if reportable and facts.notice in (notices.NoticeState.NONE, notices.NoticeState.DRAFT):
         effects.append(DraftNotice(reportable))
-        facts = replace(facts, notice=notices.NoticeState.DRAFT)
-    return _settle(facts, effects)
+        facts = replace(facts, notice=notices.NoticeState.DRAFT, notice_breaches=reportable)
+    return settle(facts, effects)
+
+
+def _unsent_cleared(facts: CaseFacts) -> CaseFacts:
+    """Forget an unsent notice (a sent one stays part of the case's history)."""
+    if facts.notice is notices.NoticeState.SENT:
+        return facts
+    return replace(facts, notice=notices.NoticeState.NONE, notice_breaches=())
