@@ -476,9 +476,7 @@ class SpoolChannel:
 
     def _receipt(self, reference: str, *, duplicate: bool) -> Receipt:
         if duplicate:
-            log.info(
-                "spool %s: %s was delivered before; not writing it again", self.name, reference
-            )
+            log.info("spool %s: %s was delivered before; not writing it again", self.name, reference)
         return Receipt(
             channel=self.name,
             reference=reference,
@@ -512,9 +510,7 @@ class SpoolChannel:
             data = self._build_mail(message, stem).as_bytes()
         except (ValueError, TypeError, LookupError) as exc:
             # The email library's text may quote header values; keep only the kind.
-            raise PermanentError(
-                f"spool: the mail could not be built ({type(exc).__name__})"
-            ) from None
+            raise PermanentError(f"spool: the mail could not be built ({type(exc).__name__})") from None
         _write_atomic(target, data)
         return self._receipt(reference, duplicate=False)
 
@@ -542,6 +538,4 @@ def _attach(mail: EmailMessage, attachment: Attachment) -> None:
     maintype, _, subtype = attachment.content_type.split(";", 1)[0].strip().lower().partition("/")
     if not maintype or not subtype or maintype == "multipart":
         maintype, subtype = "application", "octet-stream"
-    mail.add_attachment(
-        attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
-    )
+    mail.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename)

@@ -52,9 +52,7 @@ class Gateway:
         if name not in self._channels:
             from gateway.registry import build_channel
 
-            self._channels[name] = build_channel(
-                self.settings, self.settings.channel(name), self.clock
-            )
+            self._channels[name] = build_channel(self.settings, self.settings.channel(name), self.clock)
         return self._channels[name]
 
     def inbound_channels(self) -> list[InboundChannel]:
@@ -72,9 +70,7 @@ class Gateway:
         self.engine.dispose()
 
 
-def open_gateway(
-    settings: Settings, *, clock: Clock | None = None, migrate: bool = False
-) -> Gateway:
+def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Gateway:
     """Load the key, connect the database (migrating when asked) and build the wiring."""
     try:
         cipher = load_key_file(settings.resolve_path(settings.gateway.key_file))
@@ -86,9 +82,7 @@ def open_gateway(
         db.migrate(engine)
     elif not db.schema_is_current(engine):
         engine.dispose()
-        raise ConfigError(
-            f"{settings.source}: the database schema is missing or old; run `russak migrate`"
-        )
+        raise ConfigError(f"{settings.source}: the database schema is missing or old; run `russak migrate`")
     return Gateway(
         settings=settings,
         engine=engine,

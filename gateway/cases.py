@@ -168,9 +168,7 @@ def next_case_number(session: Session, year: int) -> str:
 def _minor(order_birth: date | None, reaction: str | None, today: date) -> bool:
     if order_birth is not None:
         age = (
-            today.year
-            - order_birth.year
-            - ((today.month, today.day) < (order_birth.month, order_birth.day))
+            today.year - order_birth.year - ((today.month, today.day) < (order_birth.month, order_birth.day))
         )
         return age < 18
     return reaction in YOUTH_REACTIONS
@@ -196,11 +194,7 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
     now = gw.clock.now()
     today = local_today(now)
     birth = order.person.birth_date or parse_identity_number(order.person.national_id).birth_date()
-    deadline = (
-        gw.calendar.next_working_day(order.attendance_deadline)
-        if order.attendance_deadline
-        else None
-    )
+    deadline = gw.calendar.next_working_day(order.attendance_deadline) if order.attendance_deadline else None
     case = Case(
         number=next_case_number(session, today.year),
         unit_id=unit_row(session, unit).id,
@@ -349,9 +343,7 @@ def register(gw: Gateway, session: Session, case: Case, reg: Registration, actor
         last_name=reg.last_name,
         birth_date=birth.isoformat() if birth else None,
     )
-    _apply(
-        gw, session, case, lifecycle.Amended(reg.required_attendances, reg.tests_required), actor
-    )
+    _apply(gw, session, case, lifecycle.Amended(reg.required_attendances, reg.tests_required), actor)
     _apply(gw, session, case, lifecycle.Registered(), actor)
     case.suggestions = None
     session.flush()
@@ -518,9 +510,7 @@ def amend(gw: Gateway, session: Session, case: Case, order: Order) -> None:
         gw,
         session,
         case,
-        lifecycle.Amended(
-            order.required_attendances, order.testing.count if order.testing else None
-        ),
+        lifecycle.Amended(order.required_attendances, order.testing.count if order.testing else None),
         "system:intake",
         f"order {order.order_id}",
     )
@@ -544,9 +534,7 @@ def _breach_rows(breaches: tuple[notices.BreachFact, ...]) -> list[dict[str, str
 
 
 def breaches_of(notice: Notice) -> tuple[notices.BreachFact, ...]:
-    return tuple(
-        notices.BreachFact(b["type"], date.fromisoformat(b["on"])) for b in notice.breaches
-    )  # type: ignore[arg-type]
+    return tuple(notices.BreachFact(b["type"], date.fromisoformat(b["on"])) for b in notice.breaches)  # type: ignore[arg-type]
 
 
 def _draft_notice(
@@ -629,10 +617,12 @@ def notice_may_go(gw: Gateway, session: Session, item: OutboxItem) -> bool:
     if not notices.may_send(facts_of(case), breaches_of(notice)):
         notice.status, notice.cancel_reason = "cancelled", "no longer reportable at send time"
         facts = replace(facts_of(case), notice=notices.NoticeState.NONE, notice_breaches=())
-        _store_facts(case, lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts, gw.clock.now())
-        log.warning(
-            "case %s: notice %s no longer reportable; cancelled", case.number, notice.message_id
+        _store_facts(
+            case,
+            lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts,
+            gw.clock.now(),
         )
+        log.warning("case %s: notice %s no longer reportable; cancelled", case.number, notice.message_id)
         audit(
             gw,
             session,
@@ -656,7 +646,11 @@ def notice_delivered(gw: Gateway, session: Session, notice: Notice, receipt: str
         _apply(gw, session, case, lifecycle.NoticeDelivered(), "system:outbox", receipt)
     else:
         facts = replace(facts, notice=notices.NoticeState.SENT, notice_breaches=())
-        _store_facts(case, lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts, gw.clock.now())
+        _store_facts(
+            case,
+            lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts,
+            gw.clock.now(),
+        )
         audit(gw, session, "system:outbox", "notice_delivered_after_change", case, receipt)
         log.warning("case %s: notice %s was delivered after the case changed", case.number, notice.message_id)
     from gateway import staff

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 from sqlalchemy import select
@@ -112,9 +112,7 @@ def main(ctx: click.Context, config: str | None, log_level: str | None) -> None:
 @main.command()
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--org-number", default=None, help="The unit's organisation number (9 digits).")
-@click.option(
-    "--kommunenummer", "kommunenummer", multiple=True, help="A municipality served (repeatable)."
-)
+@click.option("--kommunenummer", "kommunenummer", multiple=True, help="A municipality served (repeatable).")
 @click.option("--name", default=None, help="The unit's name.")
 @click.option("--staff", "staff", multiple=True, help="Staff e-mail address (repeatable).")
 @guarded
@@ -150,9 +148,7 @@ def migrate(ctx: Context) -> None:
 
 
 @main.command()
-@click.option(
-    "--once", is_flag=True, help="One full cycle (poll every channel, tick, dispatch), then exit."
-)
+@click.option("--once", is_flag=True, help="One full cycle (poll every channel, tick, dispatch), then exit.")
 @pass_ctx
 @guarded
 def run(ctx: Context, once: bool) -> None:
@@ -215,7 +211,7 @@ def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
     try:
         for path in files:
             data = path.read_bytes()
-            kind = "email" if path.suffix.lower() == ".eml" else "xml"
+            kind: Literal["xml", "email"] = "email" if path.suffix.lower() == ".eml" else "xml"
             message = RawMessage(
                 channel="cli",
                 external_id="sha256:" + hashlib.sha256(data).hexdigest(),
@@ -289,7 +285,8 @@ def cases_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
         click.echo("no cases")
     for r in rows:
         click.echo(
-            f"{r['number']:<15} {r['status']:<19} unit={r['unit']:<10} deadline={r['deadline'] or '-'}  ref={r['case_reference'] or '-'}"
+            f"{r['number']:<15} {r['status']:<19} unit={r['unit']:<10} "
+            f"deadline={r['deadline'] or '-'}  ref={r['case_reference'] or '-'}"
         )
 
 
@@ -301,9 +298,7 @@ def case() -> None:
 @case.command(name="show")
 @click.argument("case_id")
 @click.option("--json", "as_json", is_flag=True)
-@click.option(
-    "--reveal", is_flag=True, help="Also show the identity number (writes an audit entry)."
-)
+@click.option("--reveal", is_flag=True, help="Also show the identity number (writes an audit entry).")
 @pass_ctx
 @guarded
 def case_show(ctx: Context, case_id: str, as_json: bool, reveal: bool) -> None:
@@ -329,15 +324,11 @@ def case_show(ctx: Context, case_id: str, as_json: bool, reveal: bool) -> None:
         if c.status == "needs_registration":
             suggestions = suggestions_of(c)
             if not reveal:
-                suggestions["national_ids"] = [
-                    f"{n[:6]}*****" for n in suggestions.get("national_ids", [])
-                ]
+                suggestions["national_ids"] = [f"{n[:6]}*****" for n in suggestions.get("national_ids", [])]
             data["suggestions"] = suggestions
         if reveal:
             data["national_id"] = c.person.national_id if c.person else None
-            svc.audit(
-                gw, session, f"cli:{_operator()}", "revealed_identity", c, "case show --reveal"
-            )
+            svc.audit(gw, session, f"cli:{_operator()}", "revealed_identity", c, "case show --reveal")
     gw.close()
     if as_json:
         _dump(data)
@@ -530,7 +521,8 @@ def outbox_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
     for r in rows:
         extra = f" error={r['last_error']}" if r["last_error"] else ""
         click.echo(
-            f"{r['id']:>5} {r['kind']:<7} {r['status']:<9} case={r['case'] or '-':<14} attempts={r['attempts']}{extra}"
+            f"{r['id']:>5} {r['kind']:<7} {r['status']:<9} case={r['case'] or '-':<14} "
+            f"attempts={r['attempts']}{extra}"
         )
 
 
@@ -562,9 +554,7 @@ def quarantine_cmd(click_ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("quarantine is empty")
     for r in rows:
-        click.echo(
-            f"{r['id']:>5} {r['received_at']:%Y-%m-%d %H:%M} {r['channel']:<10} {r['reason']}"
-        )
+        click.echo(f"{r['id']:>5} {r['received_at']:%Y-%m-%d %H:%M} {r['channel']:<10} {r['reason']}")
 
 
 @quarantine_cmd.command(name="export")
@@ -589,9 +579,7 @@ def quarantine_export(ctx: Context, entry_id: int, out: Path) -> None:
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(inbound.content)
-            audit(
-                gw, session, f"cli:{_operator()}", "quarantine_exported", None, f"entry {entry_id}"
-            )
+            audit(gw, session, f"cli:{_operator()}", "quarantine_exported", None, f"entry {entry_id}")
     except FileExistsError as exc:
         raise Failure(f"{out} exists; not overwriting") from exc
     finally:
@@ -652,9 +640,7 @@ def doctor(ctx: Context) -> None:
             )
             pending = (
                 session.scalar(
-                    select(func.count())
-                    .select_from(OutboxItem)
-                    .where(OutboxItem.status == "pending")
+                    select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "pending")
                 )
                 or 0
             )

@@ -174,9 +174,7 @@ def _first_line(body: str) -> str:
     return ""
 
 
-def handle(
-    gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage
-) -> IntakeResult:
+def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
     """A mail from an allow-listed staff address."""
     from gateway.intake import CASE_TAG, IntakeResult
 
@@ -193,9 +191,7 @@ def handle(
             if _norm(line).startswith(("HJELP", "HELP"))
             else "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].",
         )
-        staff.reply(
-            gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id
-        )
+        staff.reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
         return IntakeResult("command", reason="help sent")
     try:
         case = cases.get_case(session, tag.group(1))
@@ -278,11 +274,7 @@ class Sheet:
 
 def case_sheet(case: Case) -> Sheet:
     person = case.person
-    name = (
-        f"{person.first_name or ''} {person.last_name or ''}".strip()
-        if person
-        else "(ikke registrert)"
-    )
+    name = f"{person.first_name or ''} {person.last_name or ''}".strip() if person else "(ikke registrert)"
     return Sheet(
         number=case.number,
         status=case.status,
@@ -303,7 +295,6 @@ def case_sheet(case: Case) -> Sheet:
         tests=[(t.on, t.taken) for t in case.tests],
         notices=[(n.message_id, n.status) for n in case.notices],
         guardians=[
-            f"{g.first_name or ''} {g.last_name or ''}".strip()
-            for g in (person.guardians if person else [])
+            f"{g.first_name or ''} {g.last_name or ''}".strip() for g in (person.guardians if person else [])
         ],
     )

@@ -156,9 +156,7 @@ class Settings(_Strict):
         for unit in self.units:
             for k in unit.kommunenummer:
                 if k in served:
-                    raise ValueError(
-                        f"kommunenummer {k} is served by both {served[k]} and {unit.code}"
-                    )
+                    raise ValueError(f"kommunenummer {k} is served by both {served[k]} and {unit.code}")
                 served[k] = unit.code
             for district in unit.police:
                 if district.notice_channel not in outbound:
@@ -218,9 +216,7 @@ class Settings(_Strict):
         try:
             secret = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(
-                f"{self.source}: cannot read secret file {path}: {exc.strerror}"
-            ) from exc
+            raise ConfigError(f"{self.source}: cannot read secret file {path}: {exc.strerror}") from exc
         if not secret:
             raise ConfigError(f"{self.source}: secret file {path} is empty")
         return secret

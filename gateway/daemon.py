@@ -61,9 +61,7 @@ class DbCursorStore:
             row = session.get(Cursor, (self._channel, key))
             if row is None:
                 session.add(
-                    Cursor(
-                        channel=self._channel, key=key, value=value, updated_at=self._gw.clock.now()
-                    )
+                    Cursor(channel=self._channel, key=key, value=value, updated_at=self._gw.clock.now())
                 )
             else:
                 row.value, row.updated_at = value, self._gw.clock.now()
@@ -251,9 +249,7 @@ class Daemon:
             )
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info(
-                "signal %s received; stopping after the current step", signal.Signals(signum).name
-            )
+            log.info("signal %s received; stopping after the current step", signal.Signals(signum).name)
             self.stop.set()
 
         signal.signal(signal.SIGTERM, _on_signal)
@@ -279,6 +275,4 @@ class Daemon:
 
 def cursor_value(gw: Gateway, channel: str, key: str) -> str | None:
     with gw.session() as session:
-        return session.scalar(
-            select(Cursor.value).where(Cursor.channel == channel, Cursor.key == key)
-        )
+        return session.scalar(select(Cursor.value).where(Cursor.channel == channel, Cursor.key == key))

@@ -58,9 +58,7 @@ def _people() -> dict[str, Person]:
         "attends": p("adult who attends", "Ola", date(1995, 3, 14), "24810001"),
         "no_show": p("adult who does not attend (notified)", "Per", date(1988, 9, 2), "24810002"),
         "minor": p("16-year-old with guardians", "Kari", date(2010, 6, 1), "24810003"),
-        "testing": p(
-            "drug testing, one test missed (notified)", "Lise", date(1999, 1, 20), "24810004"
-        ),
+        "testing": p("drug testing, one test missed (notified)", "Lise", date(1999, 1, 20), "24810004"),
         "amended": p("endring arrives before its order", "Nils", date(1992, 12, 5), "24810005"),
         "withdrawn": p("order withdrawn (tilbakekall)", "Eva", date(1990, 7, 7), "24810006"),
     }
@@ -140,9 +138,7 @@ class Demo:
         with self.gw.session() as session:
             for key, who in self.people.items():
                 if key not in self.numbers:
-                    number = session.scalar(
-                        select(Case.number).where(Case.order_id == who.order_id)
-                    )
+                    number = session.scalar(select(Case.number).where(Case.order_id == who.order_id))
                     if number:
                         self.numbers[key] = number
                         self.note(f"case        {number} opened: {who.label}")
@@ -246,18 +242,16 @@ class Demo:
                 "cli:operator",
             )
             self.numbers["letter"] = case.number
-            self.note(
-                f"operator    {case.number} registered from the police letter (russak register)"
-            )
+            self.note(f"operator    {case.number} registered from the police letter (russak register)")
 
     # the account -------------------------------------------------------------------
 
     def report(self, elapsed: float) -> bool:
         with self.gw.session() as session:
             rows = session.execute(
-                select(
-                    Case.number, Case.status, Case.attendances, Case.required_attendances
-                ).order_by(Case.number)
+                select(Case.number, Case.status, Case.attendances, Case.required_attendances).order_by(
+                    Case.number
+                )
             ).all()
             quarantined = session.scalars(select(QuarantineEntry.reason)).all()
         outbox_dir, mail_dir = self.dir / "spool" / "outbox", self.dir / "spool" / "mail"
@@ -277,9 +271,7 @@ class Demo:
         ok = all(status.get(self.numbers.get(k, "?")) == v for k, v in expected.items())
         ok &= len(notices) == 2 and len(quarantined) == 1
         echo = click.echo
-        echo(
-            f"russak-gateway demo: {DAYS} simulated days from {START.astimezone().date()} in {elapsed:.1f} s\n"
-        )
+        echo(f"russak-gateway demo: {DAYS} simulated days from {START.date()} in {elapsed:.1f} s\n")
         echo("What happened:")
         for line in self.log:
             echo(line)
@@ -292,13 +284,13 @@ class Demo:
         echo(f"\nQuarantine: {len(quarantined)} ({'; '.join(quarantined)})")
         echo(f"Notices to the police: {len(notices)} in {outbox_dir}")
         echo(
-            f"Staff mail: {len(mails)} in {mail_dir} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})"
+            f"Staff mail: {len(mails)} in {mail_dir} "
+            f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})"
         )
+        echo(f"Database: {self.dir / 'russak.db'} (personal fields encrypted with {self.dir / 'russak.key'})")
         echo(
-            f"Database: {self.dir / 'russak.db'} (personal fields encrypted with {self.dir / 'russak.key'})"
-        )
-        echo(
-            f"\nChecks: {'ok' if ok else 'FAILED'} (attended cases never notified; no-show and missed test notified once;"
+            f"\nChecks: {'ok' if ok else 'FAILED'} (attended cases never notified; "
+            "no-show and missed test notified once;"
             " endring applied; tilbakekall without notice; hostile XML quarantined)"
         )
         return ok

@@ -34,9 +34,7 @@ ACTIVE = (
 
 def enqueue_due(gw: Gateway, now: datetime) -> int:
     local = now.astimezone(OSLO)
-    if local.time() < gw.settings.gateway.digest_time or not gw.calendar.is_working_day(
-        local.date()
-    ):
+    if local.time() < gw.settings.gateway.digest_time or not gw.calendar.is_working_day(local.date()):
         return 0
     made = 0
     for unit in gw.settings.units:
@@ -74,9 +72,7 @@ def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) ->
         .order_by(Case.number)
     ).all()
     quarantined = (
-        session.scalar(
-            select(QuarantineEntry.id).where(QuarantineEntry.released_at.is_(None)).limit(1)
-        )
+        session.scalar(select(QuarantineEntry.id).where(QuarantineEntry.released_at.is_(None)).limit(1))
         is not None
     )
     groups: dict[str, list[dict[str, object]]] = {s: [] for s in ACTIVE}

@@ -179,9 +179,7 @@ def _quarantine_after_crash(gw: Gateway, message: RawMessage, reason: str) -> In
 # Judging ------------------------------------------------------------------------------
 
 
-def _judge(
-    gw: Gateway, session: Session, message: RawMessage, inbound: InboundMessage
-) -> IntakeResult:
+def _judge(gw: Gateway, session: Session, message: RawMessage, inbound: InboundMessage) -> IntakeResult:
     if message.metadata.get("truncated") == "true":
         raise _Quarantine(f"message too large ({message.metadata.get('size', '?')} bytes)")
     if message.kind == "xml":
@@ -213,9 +211,7 @@ def _staff_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
     return [u for u in gw.settings.units if sender.lower() in u.staff]
 
 
-def _mail(
-    gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage
-) -> IntakeResult:
+def _mail(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
     if _staff_units(gw, mail.sender):
         from gateway import commands
 
@@ -234,9 +230,7 @@ def _mail(
     if police_unit is not None:
         return _letter(gw, session, mail, police_unit)
     if CASE_TAG.search(mail.subject or ""):
-        log.warning(
-            "intake: command-like mail from an address that is not allow-listed; ignored (no reply)"
-        )
+        log.warning("intake: command-like mail from an address that is not allow-listed; ignored (no reply)")
         return IntakeResult("ignored", reason="command from an address that is not allow-listed")
     raise _Quarantine("mail is neither an order nor from an allowed police or staff address")
 
@@ -255,17 +249,12 @@ def _letter(gw: Gateway, session: Session, mail: MailContent, unit: UnitSettings
     return IntakeResult("letter", case.number, "needs registration")
 
 
-def _order_bytes(
-    gw: Gateway, session: Session, data: bytes, inbound: InboundMessage
-) -> IntakeResult:
+def _order_bytes(gw: Gateway, session: Session, data: bytes, inbound: InboundMessage) -> IntakeResult:
     try:
         order = parse_order(data, max_bytes=gw.settings.gateway.max_order_bytes)
     except OrderError as exc:
         raise _Quarantine(f"invalid order: {exc}") from exc
-    if (
-        session.scalar(select(OrderRecord.id).where(OrderRecord.order_id == order.order_id))
-        is not None
-    ):
+    if session.scalar(select(OrderRecord.id).where(OrderRecord.order_id == order.order_id)) is not None:
         return IntakeResult("duplicate_order", reason=f"OrdreId {order.order_id} already received")
     record = OrderRecord(
         order_id=order.order_id,
@@ -281,9 +270,7 @@ def _order_bytes(
         return _new_order(gw, session, order, record)
     target = session.scalar(select(Case).where(Case.order_id == order.refers_to))
     if target is None:
-        log.info(
-            "intake: %s %s names an order not seen yet; parked", order.message_type, order.order_id
-        )
+        log.info("intake: %s %s names an order not seen yet; parked", order.message_type, order.order_id)
         return IntakeResult("parked", reason=f"waits for order {order.refers_to}")
     return _apply_amendment(gw, session, target, order, record)
 
@@ -291,9 +278,7 @@ def _order_bytes(
 def _new_order(gw: Gateway, session: Session, order: Order, record: OrderRecord) -> IntakeResult:
     unit = gw.settings.unit_for(order.recipient_org_number, order.recipient_kommunenummer)
     if unit is None:
-        raise _Quarantine(
-            "no configured unit serves the order's recipient (org number / kommunenummer)"
-        )
+        raise _Quarantine("no configured unit serves the order's recipient (org number / kommunenummer)")
     case = cases.open_case_from_order(gw, session, order, unit)
     record.case_id, record.applied_at = case.id, gw.clock.now()
     parked = session.scalars(
@@ -304,9 +289,7 @@ def _new_order(gw: Gateway, session: Session, order: Order, record: OrderRecord)
     for pending in parked:
         assert pending.payload is not None
         _apply_amendment(gw, session, case, Order.from_json(pending.payload), pending)
-    return IntakeResult(
-        "case", case.number, f"{len(parked)} parked change(s) applied" if parked else None
-    )
+    return IntakeResult("case", case.number, f"{len(parked)} parked change(s) applied" if parked else None)
 
 
 def _apply_amendment(
@@ -314,9 +297,7 @@ def _apply_amendment(
 ) -> IntakeResult:
     record.case_id, record.applied_at = case.id, gw.clock.now()
     if Status(case.status) in ENDED:
-        return IntakeResult(
-            "ignored", case.number, f"{order.message_type} for a case already {case.status}"
-        )
+        return IntakeResult("ignored", case.number, f"{order.message_type} for a case already {case.status}")
     if order.message_type == "tilbakekall":
         cases.withdraw(gw, session, case, order.order_id)
         return IntakeResult("withdrawn", case.number)

@@ -32,9 +32,7 @@ log = logging.getLogger(__name__)
 
 BODY_LIMIT = 100_000  # characters of body text kept; commands and letters fit easily
 _HEADER_LIMIT = 1_000
-_UNREADABLE_CONTENT = frozenset(
-    {"application/pkcs7-mime", "application/x-pkcs7-mime", "multipart/encrypted"}
-)
+_UNREADABLE_CONTENT = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime", "multipart/encrypted"})
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
 _BLOCK_TAGS = (
     "p", "div", "li", "tr", "table", "blockquote", "pre", "ul", "ol",

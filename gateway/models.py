@@ -129,15 +129,9 @@ class Case(Base):
     person: Mapped[Person | None] = relationship(
         back_populates="case", cascade="all, delete-orphan", uselist=False
     )
-    meetings: Mapped[list[Meeting]] = relationship(
-        cascade="all, delete-orphan", order_by="Meeting.id"
-    )
-    summonses: Mapped[list[Summons]] = relationship(
-        cascade="all, delete-orphan", order_by="Summons.id"
-    )
-    tests: Mapped[list[DrugTest]] = relationship(
-        cascade="all, delete-orphan", order_by="DrugTest.id"
-    )
+    meetings: Mapped[list[Meeting]] = relationship(cascade="all, delete-orphan", order_by="Meeting.id")
+    summonses: Mapped[list[Summons]] = relationship(cascade="all, delete-orphan", order_by="Summons.id")
+    tests: Mapped[list[DrugTest]] = relationship(cascade="all, delete-orphan", order_by="DrugTest.id")
     notices: Mapped[list[Notice]] = relationship(cascade="all, delete-orphan", order_by="Notice.id")
 
 
@@ -157,9 +151,7 @@ class Person(Base):
     email: Mapped[str | None] = mapped_column(EncryptedText)
 
     case: Mapped[Case] = relationship(back_populates="person")
-    guardians: Mapped[list[Guardian]] = relationship(
-        cascade="all, delete-orphan", order_by="Guardian.id"
-    )
+    guardians: Mapped[list[Guardian]] = relationship(cascade="all, delete-orphan", order_by="Guardian.id")
 
 
 class Guardian(Base):
@@ -233,14 +225,10 @@ class OutboxItem(Base):
     key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(12))  # notice alert digest reply
     channel: Mapped[str] = mapped_column(String(32))
-    case_id: Mapped[int | None] = mapped_column(
-        ForeignKey("cases.id", ondelete="SET NULL"), index=True
-    )
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"), index=True)
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="SET NULL"))
     payload: Mapped[bytes | None] = mapped_column(EncryptedBytes)
-    status: Mapped[str] = mapped_column(
-        String(10), default="pending"
-    )  # pending sent dead cancelled
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending sent dead cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -269,9 +257,7 @@ class InboundMessage(Base):
     detail: Mapped[str | None] = mapped_column(String(500))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
 
-    __table_args__ = (
-        UniqueConstraint("channel", "external_id", name="uq_inbound_channel_external"),
-    )
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_inbound_channel_external"),)
 
 
 class OrderRecord(Base):
@@ -283,9 +269,7 @@ class OrderRecord(Base):
     message_type: Mapped[str] = mapped_column(String(12))
     refers_to: Mapped[str | None] = mapped_column(String(36), index=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    inbound_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inbound_messages.id", ondelete="SET NULL")
-    )
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id", ondelete="SET NULL"))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     payload: Mapped[str | None] = mapped_column(EncryptedText)

@@ -396,9 +396,7 @@ def schema_errors(schema: etree.XMLSchema, root: etree._Element, limit: int = 3)
             return []
         entries = _log_entries(schema.error_log, limit)
     quoted = _values_with_quotes(root)
-    return [f"line {line}: {sanitise_xml_message(msg, quoted)}" for line, msg in entries] or [
-        "invalid"
-    ]
+    return [f"line {line}: {sanitise_xml_message(msg, quoted)}" for line, msg in entries] or ["invalid"]
 
 
 def _validate(root: etree._Element) -> None:

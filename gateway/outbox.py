@@ -172,9 +172,7 @@ def _claim_one(gw: Gateway, session: Session, now: datetime) -> OutboxItem | Non
     return item
 
 
-def dispatch_due(
-    gw: Gateway, *, limit: int = 100, rng: random.Random | None = None
-) -> DispatchStats:
+def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = None) -> DispatchStats:
     """Send what is due, one row at a time, until nothing is due or ``limit`` is hit."""
     from gateway import cases  # the notice side effects live with the case services
 
@@ -185,9 +183,7 @@ def dispatch_due(
             item = _claim_one(gw, session, now)
             if item is None:
                 break
-            if item.payload is None or (
-                item.kind == "notice" and not cases.notice_may_go(gw, session, item)
-            ):
+            if item.payload is None or (item.kind == "notice" and not cases.notice_may_go(gw, session, item)):
                 item.status = "cancelled"
                 item.lease_until = None
                 stats.cancelled += 1
@@ -232,14 +228,10 @@ def _record_sent(gw: Gateway, item_id: int, receipt: Receipt) -> None:
             " (already delivered earlier)" if receipt.duplicate else "",
         )
         if item.kind == "notice" and item.notice_id is not None:
-            cases.notice_delivered(
-                gw, session, session.get_one(Notice, item.notice_id), item.receipt
-            )
+            cases.notice_delivered(gw, session, session.get_one(Notice, item.notice_id), item.receipt)
 
 
-def _record_transient(
-    gw: Gateway, item_id: int, exc: TransientError, rng: random.Random | None
-) -> None:
+def _record_transient(gw: Gateway, item_id: int, exc: TransientError, rng: random.Random | None) -> None:
     now = gw.clock.now()
     with gw.session() as session:
         item = session.get_one(OutboxItem, item_id)

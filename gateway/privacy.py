@@ -122,9 +122,7 @@ class Cipher:
         try:
             return self._fernet.decrypt(token)
         except InvalidToken:
-            raise DecryptionError(
-                "stored value cannot be decrypted with any key in the key file"
-            ) from None
+            raise DecryptionError("stored value cannot be decrypted with any key in the key file") from None
 
     def encrypt_text(self, text: str) -> bytes:
         return self.encrypt(text.encode("utf-8"))
@@ -137,9 +135,7 @@ class Cipher:
         try:
             return self._fernet.rotate(token)
         except InvalidToken:
-            raise DecryptionError(
-                "stored value cannot be decrypted with any key in the key file"
-            ) from None
+            raise DecryptionError("stored value cannot be decrypted with any key in the key file") from None
 
     def keyed_hash(self, value: str) -> str:
         """Hex HMAC-SHA256 of ``value`` with all whitespace removed.
@@ -176,9 +172,7 @@ def _parse_keys(path: Path, text: str) -> list[bytes]:
         except (binascii.Error, ValueError):
             raise KeyFileError(f"{path}: line {number} is not valid base64") from None
         if len(key) != _KEY_BYTES:
-            raise KeyFileError(
-                f"{path}: line {number} holds {len(key)} bytes, expected {_KEY_BYTES}"
-            )
+            raise KeyFileError(f"{path}: line {number} holds {len(key)} bytes, expected {_KEY_BYTES}")
         keys.append(key)
     if not keys:
         raise KeyFileError(f"{path}: the key file contains no keys")
@@ -432,8 +426,7 @@ class RedactingFormatter(logging.Formatter):
 
     def formatException(
         self,
-        ei: tuple[type[BaseException], BaseException, types.TracebackType | None]
-        | tuple[None, None, None],
+        ei: tuple[type[BaseException], BaseException, types.TracebackType | None] | tuple[None, None, None],
     ) -> str:
         return redact(super().formatException(ei))
 

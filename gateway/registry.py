@@ -48,8 +48,6 @@ def _spool(
     allowed = {"path", "sender_address", "keep_processed", "settle_seconds", "max_bytes"}
     unknown = set(options) - allowed
     if unknown:
-        raise ConfigError(
-            f"{settings.source}: channels.{entry.name}: unknown keys {sorted(unknown)}"
-        )
+        raise ConfigError(f"{settings.source}: channels.{entry.name}: unknown keys {sorted(unknown)}")
     root = settings.resolve_path(Path(str(options.pop("path", "spool"))))
     return factory(entry.name, root, clock=clock, **options)

@@ -66,8 +66,8 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
     found: list[Due] = []
 
     summoned_ids = select(Summons.case_id)
-    for case_id, number, target in session.execute(
-        select(Case.id, Case.number, Case.first_meeting_target).where(
+    for case_id, target in session.execute(
+        select(Case.id, Case.first_meeting_target).where(
             Case.status.in_(("awaiting_summons", "needs_registration")),
             Case.first_meeting_target < today,
             Case.id.not_in(summoned_ids),
@@ -78,7 +78,8 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 f"case:{case_id}:summons-overdue:{target}",
                 case_id,
                 "Innkalling er ikke sendt",
-                f"Målet om første samtale innen {nb_date(target)} er passert, og ingen innkalling er registrert.",
+                f"Målet om første samtale innen {nb_date(target)} er passert, "
+                "og ingen innkalling er registrert.",
                 actions=("INNKALT <dato> [<kl>] [<sted>]",),
             )
         )
@@ -190,7 +191,8 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"order:{record_id}:parked",
                     None,
                     "Endring venter på ordren den gjelder",
-                    f"En endring eller tilbakekalling (OrdreId {order_id}) gjelder en ordre som ikke er mottatt.",
+                    f"En endring eller tilbakekalling (OrdreId {order_id}) "
+                    "gjelder en ordre som ikke er mottatt.",
                     ("Kontakt påtalemyndigheten og be om den opprinnelige ordren.",),
                 )
             )
@@ -207,9 +209,7 @@ def tick(gw: Gateway) -> TickReport:
         due = due_reminders(gw, session, now)
         if due:
             sent = set(
-                session.scalars(
-                    select(OutboxItem.key).where(OutboxItem.key.in_([d.key for d in due]))
-                )
+                session.scalars(select(OutboxItem.key).where(OutboxItem.key.in_([d.key for d in due])))
             )
             for item in due:
                 if item.key in sent:

@@ -109,9 +109,7 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
             ids = list(session.scalars(old_q))
             if ids:
                 session.execute(delete(QuarantineEntry).where(QuarantineEntry.inbound_id.in_(ids)))
-                session.execute(
-                    update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None)
-                )
+                session.execute(update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None))
             report.quarantine = len(ids)
             # Originals of messages that never became a case (duplicates, ignored mail).
             session.execute(
@@ -136,9 +134,7 @@ def _drop_inbound(session: Session, case_id: int) -> int:
     ids = list(session.scalars(select(InboundMessage.id).where(InboundMessage.case_id == case_id)))
     if ids:
         session.execute(
-            update(InboundMessage)
-            .where(InboundMessage.id.in_(ids))
-            .values(content=None, case_id=None)
+            update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None, case_id=None)
         )
     return len(ids)
 

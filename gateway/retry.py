@@ -34,15 +34,13 @@ def backoff(
     server's Retry-After hint wins when it asks for longer.
     """
     step = min(cap, base * (2 ** max(0, attempts - 1)))
-    delay = step / 2 + (rng or random).uniform(0, step / 2)
+    delay: float = step / 2 + (rng or random).uniform(0, step / 2)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
 
 
-def quick_retry(
-    attempts: int = 3, max_wait: float = 4.0
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
+def quick_retry(attempts: int = 3, max_wait: float = 4.0) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Decorator for one connector call: retry TransientError a few times, briefly."""
     decorator: Callable[[Callable[..., T]], Callable[..., T]] = retry(
         retry=retry_if_exception_type(TransientError),

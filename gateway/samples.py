@@ -55,11 +55,7 @@ def order_xml(
     sent_text = (sent or datetime(2026, 11, 20, 9, 0, tzinfo=UTC)).isoformat()
     refers = f"<GjelderOrdreId>{refers_to}</GjelderOrdreId>" if refers_to else ""
     frist = f' frist="{attendance_deadline}"' if attendance_deadline else ""
-    testing = (
-        f'<Rusmiddeltesting antall="{tests}" fra="{decided}" til="{condition_end}"/>'
-        if tests
-        else ""
-    )
+    testing = f'<Rusmiddeltesting antall="{tests}" fra="{decided}" til="{condition_end}"/>' if tests else ""
     vilkar = f'<Vilkar><Oppmote antall="{attendances}"{frist}/>{testing}</Vilkar>'
     if message_type == "tilbakekall":
         body = ""

@@ -110,6 +110,7 @@ def initialise(
         engine.dispose()
     made.append(f"ready  {settings.database_url()} (schema migrated)")
     made.append(
-        f"next:  russak --config {config} run   (drop *.xml or *.eml orders in {directory / 'spool' / 'inbox'})"
+        f"next:  russak --config {config} run   "
+        f"(drop *.xml or *.eml orders in {directory / 'spool' / 'inbox'})"
     )
     return made

@@ -26,15 +26,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BREACH_NB = {"ikke_mott": "Møtte ikke", "prove_ikke_tatt": "Prøve ikke tatt"}
+
 FOOTER_HINT = (
     "Svar på denne e-posten med en kommando på første linje (for eksempel «INNKALT 3.12 10:00 Kontoret»). "
     "Skriv HJELP for å få alle kommandoene."
 )
 
 
-def _recipients_for(
-    gw: Gateway, case: Case | None, unit_code: str | None = None
-) -> tuple[str, ...]:
+def _recipients_for(gw: Gateway, case: Case | None, unit_code: str | None = None) -> tuple[str, ...]:
     if case is not None:
         return tuple(gw.settings.unit(case.unit.code).staff)
     if unit_code is not None:
@@ -182,10 +182,7 @@ def alert_amended(gw: Gateway, session: Session, case: Case) -> None:
 
 
 def alert_notice_drafted(gw: Gateway, session: Session, case: Case, notice: Notice) -> None:
-    lines = [
-        f"{'Møtte ikke' if b['type'] == 'ikke_mott' else 'Prøve ikke tatt'} {nb_date(date.fromisoformat(b['on']))}"
-        for b in notice.breaches
-    ]
+    lines = [f"{BREACH_NB[b['type']]} {nb_date(date.fromisoformat(b['on']))}" for b in notice.breaches]
     if notice.auto_send_on:
         lines.append(
             f"Varselet sendes automatisk {nb_date(notice.auto_send_on)} hvis ingenting annet registreres."
@@ -251,9 +248,7 @@ def alert_dead_letter(
     )
 
 
-def alert_quarantine(
-    gw: Gateway, session: Session, quarantine_id: int, channel: str, reason: str
-) -> None:
+def alert_quarantine(gw: Gateway, session: Session, quarantine_id: int, channel: str, reason: str) -> None:
     alert(
         gw,
         session,

@@ -53,6 +53,12 @@ def test_the_examples_are_there() -> None:
     assert {"embedded.toml", "postgresql.toml", "intermunicipal.toml"} <= names
 
 
+def _example_domain(address: str) -> bool:
+    """Only reserved example domains in examples, so no real mailbox gets test traffic."""
+    domain = address.rsplit("@", 1)[-1].lower()
+    return domain == "example.org" or domain.endswith((".example", ".example.org"))
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_loads_and_is_consistent(path: Path) -> None:
     settings = load_settings(path)
@@ -67,11 +73,10 @@ def test_example_loads_and_is_consistent(path: Path) -> None:
         for district in unit.police:
             assert is_valid_org_number(district.org_number)
             assert district.notice_channel in outbound
-            # Only example domains in examples: no real mailbox gets test traffic.
             for address in [*district.sender_addresses, district.notice_address or ""]:
-                assert address == "" or address.endswith((".example", ".example.org")), address
+                assert address == "" or _example_domain(address), address
         for address in unit.staff:
-            assert address.endswith((".example", ".example.org")), address
+            assert _example_domain(address), address
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -113,6 +113,4 @@ def parse_staff_time(text: str) -> time:
         hour, minute = int(h[1]), 0
     if 0 <= hour <= 23 and 0 <= minute <= 59:
         return time(hour, minute)
-    raise DateParseError(
-        f"Ukjent klokkeslett «{_echo(text)}». Skriv for eksempel 10:00, 9.30 eller kl 14."
-    )
+    raise DateParseError(f"Ukjent klokkeslett «{_echo(text)}». Skriv for eksempel 10:00, 9.30 eller kl 14.")

@@ -273,9 +273,7 @@ def apply(facts: CaseFacts, event: Event) -> Transition:
         case TestMissed(on=on):
             if facts.tests_required == 0:
                 raise TransitionError("Saken har ikke vilkår om rusmiddeltesting.")
-            return _draft_if_reportable(
-                replace(facts, tests_missed=(*facts.tests_missed, on)), effects
-            )
+            return _draft_if_reportable(replace(facts, tests_missed=(*facts.tests_missed, on)), effects)
         case ConfirmNotice():
             if facts.notice is not notices.NoticeState.DRAFT:
                 raise TransitionError("Det finnes ikke noe utkast til varsel å sende.")
@@ -283,7 +281,9 @@ def apply(facts: CaseFacts, event: Event) -> Transition:
             if not reportable:
                 raise TransitionError("Det er ingenting å varsle om i denne saken.")
             effects.append(QueueNotice(reportable))
-            return settle(replace(facts, notice=notices.NoticeState.QUEUED, notice_breaches=reportable), effects)
+            return settle(
+                replace(facts, notice=notices.NoticeState.QUEUED, notice_breaches=reportable), effects
+            )
         case NoticeDelivered():
             if facts.notice is not notices.NoticeState.QUEUED:
                 raise TransitionError("Ingen varsel er i kø.")

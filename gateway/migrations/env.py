@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import TypeDecorator
 
 from gateway.models import Base
@@ -12,7 +13,7 @@ from gateway.models import Base
 target_metadata = Base.metadata
 
 
-def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render our TypeDecorators as their plain storage type, so migrations never
     import application code that may change later."""
     if type_ == "type" and isinstance(obj, TypeDecorator):

@@ -227,9 +227,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("case_id", name=op.f("uq_persons_case_id")),
     )
     with op.batch_alter_table("persons", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_persons_national_id_hash"), ["national_id_hash"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_persons_national_id_hash"), ["national_id_hash"], unique=False)
 
     op.create_table(
         "guardians",
