@@ -57,7 +57,7 @@ READY = b"russak-gateway running"
 ACTOR = "cli:crash-test"
 ORDERS = 60  # distinct OrdreIds
 ORDERS_PER_ROUND = 4
-INTAKE_ROUNDS = 16
+INTAKE_ROUNDS = 15
 NOTICES = 32  # cases driven to a confirmed notice
 ATTENDED = 6  # cases where the person attended: never a notice
 DISPATCH_ROUNDS = 16
@@ -135,13 +135,15 @@ class Harness:
             f"daemon did not start (exit {run.proc.poll()}):\n" + run.log.read_text(errors="replace")[-3000:]
         )
 
-    def wait_for(self, run: Run, marker: bytes, count: int, timeout: float = 2.0) -> None:
-        """Until the run has logged ``marker`` ``count`` times (or give up quietly)."""
+    def wait_for(self, run: Run, marker: bytes, count: int, timeout: float = 2.0) -> bool:
+        """Until the ready run has logged ``marker`` ``count`` times; False if it did not."""
+        self.wait_ready(run)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and run.proc.poll() is None:
             if run.log.read_bytes().count(marker) >= count:
-                return
+                return True
             time.sleep(0.002)
+        return False
 
     def kill(self, run: Run) -> None:
         run.proc.send_signal(signal.SIGKILL)
@@ -238,6 +240,7 @@ class Kill:
     progressed: bool  # the killed run committed something
     work_left: bool  # and there was still work to do when it died
     mid_send: int  # rows it had claimed and not recorded
+    lived: float  # seconds from spawn to SIGKILL
 
 
 @dataclass
@@ -256,10 +259,13 @@ class Crashes:
     def summary(self) -> str:
         early = sum(k.when == "startup" for k in self.kills)
         events = sum(k.when.startswith("after") for k in self.kills)
+        idle = sum(k.when == "idle" for k in self.kills)
         return (
-            f"{len(self.kills)} kills ({early} in startup, {events} right after an event), "
+            f"{len(self.kills)} kills ({early} in startup, {events} right after an event, "
+            f"{idle} waited in vain for one), "
             f"{self.interrupted} in the middle "
-            f"of work, {self.mid_send} between claim and receipt"
+            f"of work, {self.mid_send} between claim and receipt; "
+            f"alive {sum(k.lived for k in self.kills):.1f} s in all"
         )
 
 
@@ -294,10 +300,11 @@ def crash_rounds(
             time.sleep(delay)
         else:
             count, delay = rng.randint(1, most), rng.uniform(0.0, 0.02)
-            when = f"after event {count}"
-            harness.wait_for(run, marker, count)
+            seen = harness.wait_for(run, marker, count)
+            when = f"after event {count}" if seen else "idle"
             time.sleep(delay)
         harness.kill(run)
+        lived = time.monotonic() - run.started
         crashes.kills.append(
             Kill(
                 i,
@@ -306,6 +313,7 @@ def crash_rounds(
                 progressed=paths.progress() > done_before,
                 work_left=paths.busy(),
                 mid_send=paths.held_by(run.proc.pid),
+                lived=lived,
             )
         )
     return crashes
