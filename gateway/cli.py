@@ -103,6 +103,7 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def main(ctx: click.Context, config: str | None, log_level: str | None) -> None:
     """russak-gateway: police orders in, reminders and notices out."""
+    os.umask(0o077)  # every file this tool makes (database, exports) is for its owner only
     ctx.obj = Context(config, log_level)
 
 
@@ -477,15 +478,18 @@ def register(
 # outbox / quarantine / purge / doctor ----------------------------------------------------------
 
 
-@main.command(name="outbox")
+@main.group(name="outbox", invoke_without_command=True)
 @click.option("--status", type=click.Choice(["pending", "sent", "dead", "cancelled"]))
 @click.option("--json", "as_json", is_flag=True)
-@pass_ctx
+@click.pass_context
 @guarded
-def outbox_cmd(ctx: Context, status: str | None, as_json: bool) -> None:
-    """List outbound messages and their delivery state."""
+def outbox_cmd(click_ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List outbound messages (``outbox retry ID`` / ``outbox dismiss ID`` for dead letters)."""
+    if click_ctx.invoked_subcommand is not None:
+        return
     from gateway.models import Case, OutboxItem
 
+    ctx: Context = click_ctx.obj
     gw = ctx.gateway()
     with gw.session() as session:
         query = (
@@ -585,6 +589,99 @@ def quarantine_export(ctx: Context, entry_id: int, out: Path) -> None:
     finally:
         gw.close()
     click.echo(f"wrote {out} ({out.stat().st_size} bytes)")
+
+
+@quarantine_cmd.command(name="retry")
+@click.argument("entry_id", type=int)
+@pass_ctx
+@guarded
+def quarantine_retry(ctx: Context, entry_id: int) -> None:
+    """Run a quarantined message through intake again (after fixing the cause)."""
+    from gateway import intake
+    from gateway.cases import audit
+    from gateway.models import InboundMessage, QuarantineEntry
+    from gateway.ports import RawMessage
+
+    gw = ctx.gateway()
+    try:
+        with gw.session() as session:
+            entry = session.get(QuarantineEntry, entry_id)
+            if entry is None or entry.released_at is not None:
+                raise Failure(f"no open quarantine entry {entry_id}")
+            inbound = session.get_one(InboundMessage, entry.inbound_id)
+            if inbound.content is None:
+                raise Failure(f"the original of entry {entry_id} was purged")
+            kind: Literal["xml", "email"] = "email" if inbound.kind == "email" else "xml"
+            message = RawMessage(
+                channel=inbound.channel,
+                external_id=f"{inbound.external_id}#retry-q{entry_id}-{gw.clock.now().isoformat()}",
+                content=inbound.content,
+                kind=kind,
+                received_at=gw.clock.now(),
+            )
+        result = intake.process(gw, message)
+        if result.outcome not in ("quarantined", "error"):
+            with gw.session() as session:
+                session.get_one(QuarantineEntry, entry_id).released_at = gw.clock.now()
+                audit(gw, session, f"cli:{_operator()}", "quarantine_released", None, f"entry {entry_id}")
+    finally:
+        gw.close()
+    click.echo(f"entry {entry_id}: {result.describe()}")
+    if result.outcome in ("quarantined", "error"):
+        sys.exit(EXIT_FAILURE)
+
+
+@outbox_cmd.command(name="retry")
+@click.argument("item_id", type=int)
+@pass_ctx
+@guarded
+def outbox_retry(ctx: Context, item_id: int) -> None:
+    """Send a dead letter again (staff mail; a notice is re-sent with SEND VARSEL)."""
+    _outbox_revive(ctx, item_id, dismiss=False)
+
+
+@outbox_cmd.command(name="dismiss")
+@click.argument("item_id", type=int)
+@pass_ctx
+@guarded
+def outbox_dismiss(ctx: Context, item_id: int) -> None:
+    """Mark a dead letter as dealt with (it stays listed as cancelled)."""
+    _outbox_revive(ctx, item_id, dismiss=True)
+
+
+def _outbox_revive(ctx: Context, item_id: int, *, dismiss: bool) -> None:
+    from datetime import timedelta
+
+    from gateway.cases import audit
+    from gateway.models import OutboxItem
+
+    gw = ctx.gateway()
+    try:
+        with gw.session() as session:
+            item = session.get(OutboxItem, item_id)
+            if item is None or item.status != "dead":
+                raise Failure(f"outbox {item_id} is not a dead letter")
+            if item.kind == "notice" and not dismiss:
+                raise Failure(
+                    "a dead notice is back in draft: confirm it again with SEND VARSEL / record send-notice"
+                )
+            now = gw.clock.now()
+            if dismiss:
+                item.status = "cancelled"
+            else:
+                item.status, item.next_attempt_at = "pending", now
+                item.give_up_at = now + timedelta(hours=gw.settings.gateway.retry_for_hours)
+            audit(
+                gw,
+                session,
+                f"cli:{_operator()}",
+                "outbox_dismissed" if dismiss else "outbox_retried",
+                None,
+                f"outbox {item_id}",
+            )
+    finally:
+        gw.close()
+    click.echo(f"outbox {item_id}: {'dismissed' if dismiss else 'queued again'}")
 
 
 @main.command()

@@ -108,11 +108,15 @@ def _arguments(verb: str, rest: list[str], today: date) -> Command:
                 raise CommandError(
                     "INNKALT trenger dato for samtalen, for eksempel «INNKALT 3.12 10:00 Kontoret»."
                 )
-            on = parse_staff_date(rest[0], today)
-            rest = rest[1:]
+            try:
+                on, rest = parse_staff_date(rest[0], today), rest[1:]
+            except DateParseError:
+                if len(rest) < 2:
+                    raise
+                on, rest = parse_staff_date(" ".join(rest[:2]), today), rest[2:]  # "i morgen"
             at = None
-            if len(rest) > 1 and _norm(rest[0]).rstrip(".") == "KL" and _TIME.match(rest[1]):
-                at, rest = parse_staff_time(rest[1]), rest[2:]
+            if len(rest) > 1 and _norm(rest[0]).rstrip(".") == "KL":
+                at, rest = parse_staff_time("kl " + rest[1]), rest[2:]
             elif rest and _TIME.match(rest[0]):
                 at, rest = parse_staff_time(rest[0]), rest[1:]
             return Command(verb, on=on, at=at, place=" ".join(rest) or None)

@@ -127,6 +127,14 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
+def lease_ttl(gw: Gateway) -> timedelta:
+    """Long enough to survive a slow step, renewed on every poll and tick."""
+    settings = gw.settings.gateway
+    return max(
+        LEASE_TTL, timedelta(seconds=3 * max(settings.poll_interval_seconds, settings.tick_interval_seconds))
+    )
+
+
 def acquire_instance_lease(gw: Gateway) -> None:
     now = gw.clock.now()
     with gw.session() as session:
@@ -144,9 +152,9 @@ def acquire_instance_lease(gw: Gateway) -> None:
                 )
             return
         if lease is None:
-            session.add(Lease(name=INSTANCE_LEASE, owner=gw.instance_id, until=now + LEASE_TTL))
+            session.add(Lease(name=INSTANCE_LEASE, owner=gw.instance_id, until=now + lease_ttl(gw)))
         else:
-            lease.owner, lease.until = gw.instance_id, now + LEASE_TTL
+            lease.owner, lease.until = gw.instance_id, now + lease_ttl(gw)
 
 
 def release_instance_lease(gw: Gateway) -> None:
@@ -179,6 +187,7 @@ class Daemon:
         self._renew()
 
     def _tick(self) -> None:
+        self._renew()
         reminders.tick(self.gw)
         if not self.stop.is_set():
             outbox.dispatch_due(self.gw)
@@ -190,7 +199,7 @@ class Daemon:
         with self.gw.session() as session:
             lease = session.get(Lease, INSTANCE_LEASE)
             if lease is not None and lease.owner == self.gw.instance_id:
-                lease.until = self.gw.clock.now() + LEASE_TTL
+                lease.until = self.gw.clock.now() + lease_ttl(self.gw)
         sdnotify.watchdog()
 
     def run(self) -> None:

@@ -119,7 +119,10 @@ def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult
     session.add(inbound)
     session.flush()
     try:
-        result = _judge(gw, session, message, inbound)
+        # A savepoint: if the message ends in quarantine, nothing it half-did (an order
+        # record, a case) survives, so the same order can be taken in once fixed.
+        with session.begin_nested():
+            result = _judge(gw, session, message, inbound)
     except _Quarantine as q:
         result = quarantine(gw, session, inbound, q.reason)
     inbound.outcome = result.outcome

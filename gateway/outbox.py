@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.models import Case, Notice, OutboxItem
@@ -109,8 +110,11 @@ def enqueue(
         next_attempt_at=now,
         give_up_at=now + timedelta(hours=gw.settings.gateway.retry_for_hours),
     )
-    session.add(item)
-    session.flush()
+    try:
+        with session.begin_nested():  # two instances ticking at once: the loser no-ops
+            session.add(item)
+    except IntegrityError:
+        return None
     return item
 
 

@@ -91,6 +91,9 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
             report.inbound += _drop_inbound(session, case.id)
             session.execute(delete(OrderRecord).where(OrderRecord.case_id == case.id))
             report.outbox += _drop_outbox(session, case.id)
+            session.execute(
+                update(AuditEntry).where(AuditEntry.case_number == case.number).values(detail=None)
+            )
             session.add(
                 AuditEntry(
                     at=now,

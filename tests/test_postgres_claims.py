@@ -12,6 +12,7 @@ every join has a timeout, so a deadlock fails the test instead of hanging CI.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -23,10 +24,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors.spool import safe_name
-from gateway import cases, outbox
+from gateway import cases, intake, outbox
 from gateway.app import Gateway, open_gateway
 from gateway.clock import SimulatedClock
 from gateway.config import load_settings
@@ -36,8 +37,9 @@ from gateway.daemon import (
     acquire_instance_lease,
     release_instance_lease,
 )
-from gateway.models import Lease, OutboxItem
-from gateway.ports import OutboundMessage, Receipt
+from gateway.models import Case, InboundMessage, Lease, OutboxItem
+from gateway.ports import OutboundMessage, RawMessage, Receipt
+from tests import factories
 from tests.conftest import build_gateway
 
 ROWS = 200
@@ -226,6 +228,58 @@ def test_concurrent_case_numbers_are_unique_and_gap_free(pair: tuple[Gateway, Ga
         assert cases.next_case_number(session, 2028) == "RUS-2028-0001"
     with pair[1].session() as session:
         assert cases.next_case_number(session, 2027) == f"RUS-2027-{len(committed) + 1:04d}"
+
+
+# Intake ---------------------------------------------------------------------------
+
+
+@postgres_only
+def test_two_gateways_taking_in_the_same_messages_open_each_case_once(
+    pair: tuple[Gateway, Gateway],
+) -> None:
+    """Two instances polling one source see the same messages. Two workers walk the
+    list in step, so they race on each message; a third walks it backwards, so
+    different cases are also opened at the same moment."""
+    documents = [factories.order_xml(national_id=factories.fnr(start=100 + 10 * i)) for i in range(30)]
+    outcomes: dict[int, list[str]] = {i: [] for i in range(len(documents))}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(3)
+
+    def worker(gw: Gateway, order: list[int]) -> None:
+        try:
+            barrier.wait(JOIN_TIMEOUT)
+            for i in order:
+                data = documents[i]
+                message = RawMessage(
+                    channel="spool",
+                    external_id="sha256:" + hashlib.sha256(data).hexdigest(),
+                    content=data,
+                    kind="xml",
+                    received_at=gw.clock.now(),
+                )
+                outcome = intake.process(gw, message).outcome
+                with lock:
+                    outcomes[i].append(outcome)
+        except BaseException as exc:  # reported in the main thread
+            with lock:
+                errors.append(exc)
+
+    forwards = list(range(len(documents)))
+    _run_threads(
+        [
+            threading.Thread(target=worker, args=(pair[0], forwards), name="first"),
+            threading.Thread(target=worker, args=(pair[1], forwards), name="second"),
+            threading.Thread(target=worker, args=(pair[1], forwards[::-1]), name="backwards"),
+        ]
+    )
+    assert not errors, errors
+    expected = ["case", "duplicate", "duplicate"]
+    assert {i: sorted(o) for i, o in outcomes.items() if sorted(o) != expected} == {}
+    with pair[0].session() as session:
+        numbers = sorted(session.scalars(select(Case.number)))
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == len(documents)
+    assert numbers == [f"RUS-2026-{n:04d}" for n in range(1, len(documents) + 1)]
 
 
 # The instance lease ------------------------------------------------------------------

@@ -1,0 +1,574 @@
+"""Benchmarks of the gateway on one machine, in one run, on the same data.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench.py [--orders N] [--cases N] [--idle-seconds S]
+                                         [--repeats R] [--dir PATH] [--markdown]
+
+Three questions, because the volume is small and the process runs for years:
+
+a. How far is intake from the bare floor? Orders per second through the real
+   ``gateway.intake.process`` (SQLite file, migrated, encryption, one transaction per
+   message) against the same bytes parsed and XSD-validated by lxml plus the same
+   number of rows inserted with one ``executemany``. Also, to show where the time
+   goes: the safe reader alone, intake with ``synchronous=OFF`` (what the fsyncs
+   cost), and a profile of one intake run grouped by cause.
+b. How long does one reminder evaluation take over 100,000 open cases (the query
+   alone, the first tick that enqueues what is due, and the steady-state tick)?
+c. What does the idle daemon (``russak init`` defaults: poll and tick every 60 s)
+   cost in CPU and resident memory?
+
+Every timing is the median of ``--repeats`` runs, since a 2-core machine is noisy.
+This is a script, not a test: it asserts only that the work it timed really happened.
+Identity numbers are synthetic (month + 80).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import hashlib
+import io
+import os
+import platform
+import pstats
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the tests' factories live beside the package
+
+import lxml  # noqa: E402
+import sqlalchemy  # noqa: E402
+from lxml import etree  # noqa: E402
+from sqlalchemy import event, insert  # noqa: E402
+
+from gateway import intake, reminders  # noqa: E402
+from gateway.app import Gateway, open_gateway  # noqa: E402
+from gateway.clock import OSLO, SimulatedClock, local_today  # noqa: E402
+from gateway.config import load_settings  # noqa: E402
+from gateway.models import Case, Meeting, Notice, OrderRecord, Summons, Unit  # noqa: E402
+from gateway.orders import parse_order  # noqa: E402
+from gateway.ports import RawMessage  # noqa: E402
+from schemas import ORDER_NS, ORDER_XSD  # noqa: E402
+from tests.factories import UNIT_ORG, fnr, order_xml, write_config  # noqa: E402
+
+# A Monday morning in Oslo (09:00), a working day after the digest time: a normal tick.
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+READY = b"russak-gateway running"
+
+
+@dataclass
+class Row:
+    section: str
+    measure: str
+    value: str
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, section: str, measure: str, value: str) -> None:
+        self.rows.append(Row(section, measure, value))
+        print(f"  {measure}: {value}", file=sys.stderr, flush=True)
+
+    def table(self) -> str:
+        width = max(len(r.measure) for r in self.rows)
+        lines, section = [], ""
+        for r in self.rows:
+            if r.section != section:
+                section = r.section
+                lines.append(f"\n{section}")
+            lines.append(f"  {r.measure:<{width}}  {r.value}")
+        return "\n".join(lines).lstrip("\n")
+
+    def markdown(self) -> str:
+        lines = ["| part | measure | median |", "|---|---|---|"]
+        lines += [f"| {r.section} | {r.measure} | {r.value} |" for r in self.rows]
+        return "\n".join(lines)
+
+
+def median_time(repeats: int, setup: Callable[[], Any], work: Callable[[Any], None]) -> float:
+    """Median wall time of ``work(setup())``; setup and teardown are not timed."""
+    times = []
+    for _ in range(repeats):
+        state = setup()
+        try:
+            start = time.perf_counter()
+            work(state)
+            times.append(time.perf_counter() - start)
+        finally:
+            close = getattr(state, "close", None)
+            if callable(close):
+                close()
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def scratch(base: Path | None) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="russak-bench-", dir=base) as name:
+        yield Path(name)
+
+
+# a. Intake against the floor -----------------------------------------------------------
+
+
+def make_orders(n: int) -> list[bytes]:
+    """``n`` valid orders for ``n`` different (synthetic) people."""
+    if n > 20_000:
+        raise SystemExit("--orders: at most 20000 distinct synthetic people here")
+    orders = []
+    for i in range(n):
+        birth = date(1950 + i // 336, i % 12 + 1, (i // 12) % 28 + 1)
+        orders.append(order_xml(national_id=fnr(birth), birth=birth, case_reference=str(30_000_000 + i)))
+    return orders
+
+
+@dataclass
+class IntakeRun:
+    directory: contextlib.ExitStack
+    gw: Gateway
+    messages: list[RawMessage]
+
+    def close(self) -> None:
+        self.gw.close()
+        self.directory.close()
+
+
+def intake_setup(orders: list[bytes], base: Path | None, *, fsync: bool = True) -> Callable[[], IntakeRun]:
+    def setup() -> IntakeRun:
+        stack = contextlib.ExitStack()
+        directory = stack.enter_context(scratch(base))
+        settings = load_settings(write_config(directory))
+        gw = open_gateway(settings, clock=SimulatedClock(NOW), migrate=True)
+        if not fsync:
+
+            def _no_sync(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+            event.listen(gw.engine, "connect", _no_sync)  # runs after the gateway's own
+            gw.engine.dispose()
+        messages = [
+            RawMessage(
+                channel="spool",
+                external_id="sha256:" + hashlib.sha256(data).hexdigest(),
+                content=data,
+                kind="xml",
+                received_at=NOW,
+                metadata={"filename": f"ordre-{i}.xml"},
+            )
+            for i, data in enumerate(orders)
+        ]
+        return IntakeRun(stack, gw, messages)
+
+    return setup
+
+
+def intake_work(run: IntakeRun) -> None:
+    outcomes = {intake.process(run.gw, m).outcome for m in run.messages}
+    assert outcomes == {"case"}, outcomes
+
+
+@dataclass
+class FloorRun:
+    directory: contextlib.ExitStack
+    conn: sqlite3.Connection
+    schema: etree.XMLSchema
+    orders: list[bytes]
+
+    def close(self) -> None:
+        self.conn.close()
+        self.directory.close()
+
+
+_FLOOR_FIELDS = (
+    "OrdreId",
+    "Sendt",
+    "Avsender/o:Organisasjonsnummer",
+    "Mottaker/o:Kommunenummer",
+    "Straffesak/o:Saksnummer",
+    "Straffesak/o:Reaksjon",
+    "Straffesak/o:Avgjort",
+    "Straffesak/o:ProvetidTil",
+    "Person/o:Fodselsnummer",
+    "Person/o:Fornavn",
+    "Person/o:Etternavn",
+    "Person/o:Fodselsdato",
+)
+
+
+def floor_setup(orders: list[bytes], base: Path | None) -> Callable[[], FloorRun]:
+    def setup() -> FloorRun:
+        stack = contextlib.ExitStack()
+        directory = stack.enter_context(scratch(base))
+        conn = sqlite3.connect(directory / "floor.db")
+        columns = ", ".join(f"c{i} TEXT" for i in range(len(_FLOOR_FIELDS)))
+        conn.execute(f"CREATE TABLE orders (id INTEGER PRIMARY KEY, {columns}, document BLOB)")
+        conn.commit()
+        schema = etree.XMLSchema(etree.parse(str(ORDER_XSD)))
+        return FloorRun(stack, conn, schema, orders)
+
+    return setup
+
+
+def floor_work(run: FloorRun) -> None:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    ns = {"o": ORDER_NS}
+    paths = [etree.XPath("o:" + f, namespaces=ns) for f in _FLOOR_FIELDS]
+    rows = []
+    for data in run.orders:
+        root = etree.fromstring(data, parser)
+        run.schema.assertValid(root)
+        values = []
+        for path in paths:
+            found = path(root)
+            values.append(found[0].text if isinstance(found, list) and found else None)
+        rows.append((*values, data))
+    marks = ", ".join("?" * (len(_FLOOR_FIELDS) + 1))
+    run.conn.executemany(f"INSERT INTO orders VALUES (NULL, {marks})", rows)
+    run.conn.commit()
+    assert run.conn.execute("SELECT count(*) FROM orders").fetchone()[0] == len(run.orders)
+
+
+def reader_only(orders: list[bytes]) -> None:
+    for data in orders:
+        parse_order(data)
+
+
+_CAUSES: dict[str, tuple[str, ...]] = {
+    "SQLite commit (WAL write + fsync)": ("<method 'commit' of 'sqlite3.Connection' objects>",),
+    "SQLite statements (incl. BEGIN IMMEDIATE)": (
+        "<method 'execute' of 'sqlite3.Cursor' objects>",
+        "<method 'executemany' of 'sqlite3.Cursor' objects>",
+    ),
+    "field encryption (Fernet)": ("fernet.py:_encrypt_from_parts",),
+    "safe reader (parse, XSD, rules)": ("orders.py:parse_order",),
+    "staff alert texts (Jinja2)": ("texts.py:render",),
+}
+
+
+def profile_intake(setup: Callable[[], IntakeRun]) -> dict[str, float]:
+    """Share of one intake run's time per cause (cProfile: shares, not absolute times)."""
+    run = setup()
+    profiler = cProfile.Profile()
+    try:
+        profiler.enable()
+        intake_work(run)
+        profiler.disable()
+    finally:
+        run.close()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, _, ct, _) in raw.values())
+    shares: dict[str, float] = {}
+    for cause, names in _CAUSES.items():
+        cumulative = 0.0
+        for (filename, _line, function), (_cc, _nc, _tt, ct, _callers) in raw.items():
+            label = f"{Path(filename).name}:{function}" if filename != "~" else function
+            if label in names:
+                cumulative += ct
+        shares[cause] = cumulative / total
+    return shares
+
+
+def bench_intake(report: Report, n: int, repeats: int, base: Path | None) -> None:
+    section = f"a. intake, {n} orders, SQLite file"
+    orders = make_orders(n)
+    real = median_time(repeats, intake_setup(orders, base), intake_work)
+    floor = median_time(repeats, floor_setup(orders, base), floor_work)
+    no_sync = median_time(repeats, intake_setup(orders, base, fsync=False), intake_work)
+    reader = median_time(repeats, lambda: None, lambda _: reader_only(orders))
+    report.add(
+        section,
+        "real intake (gateway.intake.process)",
+        f"{n / real:,.0f} orders/s ({1000 * real / n:.1f} ms each)",
+    )
+    report.add(
+        section,
+        "floor (lxml parse + XSD, one executemany)",
+        f"{n / floor:,.0f} orders/s ({1000 * floor / n:.2f} ms each)",
+    )
+    report.add(section, "ratio floor / real", f"{real / floor:,.0f}x")
+    report.add(section, "diagnostic: safe reader alone (parse_order)", f"{n / reader:,.0f} orders/s")
+    report.add(section, "diagnostic: real intake with synchronous=OFF", f"{n / no_sync:,.0f} orders/s")
+    for cause, share in profile_intake(intake_setup(orders, base)).items():
+        report.add(section, f"profile share: {cause}", f"{100 * share:.0f} %")
+
+
+# b. Reminders over many open cases ------------------------------------------------------
+
+
+def bulk_cases(gw: Gateway, n: int, seed: int = 7) -> None:
+    """``n`` open cases with a realistic spread, inserted with Core executemany.
+
+    Most open cases are waiting out their condition period after attending
+    (fulfilled) or after a notice (notified); a few are new, summoned or waiting
+    for a notice to be confirmed. Only those near a deadline are due.
+    """
+    rng = random.Random(seed)
+    today = local_today(NOW)
+    unit_id = 1
+    mix = [
+        ("fulfilled", 0.62),
+        ("notified", 0.20),
+        ("summoned", 0.12),
+        ("awaiting_summons", 0.04),
+        ("noncompliant", 0.019),
+        ("needs_registration", 0.001),
+    ]
+    statuses = rng.choices([s for s, _ in mix], weights=[w for _, w in mix], k=n)
+    cases, meetings, summonses, notices = [], [], [], []
+    for i, status in enumerate(statuses, start=1):
+        age = {
+            "awaiting_summons": rng.randint(0, 15),
+            "needs_registration": rng.randint(0, 5),
+            "summoned": rng.randint(5, 60),
+            "noncompliant": rng.randint(20, 120),
+        }.get(status, rng.randint(30, 725))
+        created = NOW - timedelta(days=age, minutes=rng.randint(0, 600))
+        opened = created.astimezone(OSLO).date()
+        registered = status != "needs_registration"
+        cases.append(
+            {
+                "id": i,
+                "number": f"RUS-{opened.year}-{i:06d}",
+                "unit_id": unit_id,
+                "status": status,
+                "created_at": created,
+                "updated_at": created,
+                "order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)) if registered else None,
+                "sender_org_number": "921000006" if registered else None,
+                "kommunenummer": "4601",
+                "case_reference": str(40_000_000 + i) if registered else None,
+                "reaction": "betinget_patalaunnlatelse" if registered else None,
+                "decided_on": opened - timedelta(days=14),
+                "condition_end": opened + timedelta(days=730) if registered else None,
+                "attendance_deadline": opened + timedelta(days=90) if registered else None,
+                "first_meeting_target": opened + timedelta(days=14),
+                "minor": rng.random() < 0.1,
+                "required_attendances": 1,
+                "attendances": 1 if status in ("fulfilled",) else 0,
+                "open_no_shows": [(opened + timedelta(days=10)).isoformat()]
+                if status == "noncompliant"
+                else [],
+                "open_tests_missed": [],
+                "notice_state": {"notified": "sent", "noncompliant": "draft"}.get(status, "none"),
+            }
+        )
+        if status in ("summoned", "fulfilled", "notified", "noncompliant"):
+            meeting_on = (
+                today + timedelta(days=rng.randint(-2, 90))
+                if status == "summoned"
+                else opened + timedelta(days=10)
+            )
+            outcome = None if status == "summoned" else {"fulfilled": "attended"}.get(status, "no_show")
+            meetings.append(
+                {
+                    "id": len(meetings) + 1,
+                    "case_id": i,
+                    "starts_on": meeting_on,
+                    "outcome": outcome,
+                    "outcome_on": None if outcome is None else meeting_on,
+                }
+            )
+            summonses.append(
+                {
+                    "case_id": i,
+                    "sent_on": opened + timedelta(days=2),
+                    "channel": "brev",
+                    "meeting_id": len(meetings),
+                }
+            )
+        if status in ("noncompliant", "notified"):
+            notices.append(
+                {
+                    "case_id": i,
+                    "message_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "status": "draft" if status == "noncompliant" else "sent",
+                    "breaches": [{"type": "ikke_mott", "on": (opened + timedelta(days=10)).isoformat()}],
+                    "created_at": created + timedelta(days=11),
+                }
+            )
+    orders = [
+        {
+            "order_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "message_type": "endring",
+            "refers_to": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "sent_at": NOW - timedelta(days=5),
+        }
+        for _ in range(10)
+    ]
+    with gw.engine.begin() as conn:
+        conn.execute(
+            insert(Unit), [{"id": unit_id, "code": "testdal", "name": "Testdal", "org_number": UNIT_ORG}]
+        )
+        conn.execute(insert(Case), cases)
+        conn.execute(insert(Meeting), meetings)
+        conn.execute(insert(Summons), summonses)
+        conn.execute(insert(Notice), notices)
+        conn.execute(insert(OrderRecord), orders)
+
+
+def bench_reminders(report: Report, n: int, repeats: int, base: Path | None) -> None:
+    section = f"b. reminders over {n:,} open cases"
+    with scratch(base) as directory:
+        clock = SimulatedClock(NOW)
+        gw = open_gateway(load_settings(write_config(directory)), clock=clock, migrate=True)
+        try:
+            start = time.perf_counter()
+            bulk_cases(gw, n)
+            report.add(
+                section,
+                "bulk insert (Core executemany, one transaction)",
+                f"{time.perf_counter() - start:.1f} s",
+            )
+            due: list[reminders.Due] = []
+
+            def evaluate(_: None) -> None:
+                nonlocal due
+                with gw.session() as session:
+                    due = reminders.due_reminders(gw, session, NOW)
+
+            query = median_time(repeats, lambda: None, evaluate)
+            report.add(
+                section, "due_reminders (the query and rules)", f"{1000 * query:,.0f} ms, {len(due):,} due"
+            )
+            start = time.perf_counter()
+            first = reminders.tick(gw)
+            first_time = time.perf_counter() - start
+            assert first.reminders > 0
+            report.add(
+                section,
+                "first tick (enqueues what is due + the day's digest)",
+                f"{first_time:,.1f} s, {first.reminders:,} reminders, {first.digests} digest",
+            )
+            steady_reports: list[reminders.TickReport] = []
+            steady = median_time(repeats, lambda: None, lambda _: steady_reports.append(reminders.tick(gw)))
+            assert all(r.reminders == 0 and r.digests == 0 for r in steady_reports)
+            report.add(section, "steady-state tick (nothing new)", f"{1000 * steady:,.0f} ms")
+        finally:
+            gw.close()
+
+
+# c. The idle daemon ---------------------------------------------------------------------
+
+
+def _russak() -> list[str]:
+    script = Path(sys.executable).parent / "russak"
+    return (
+        [str(script)] if script.exists() else [sys.executable, "-c", "from gateway.cli import main; main()"]
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def bench_idle(report: Report, seconds: float, settle: float, base: Path | None) -> None:
+    section = f"c. idle daemon, russak init defaults (poll/tick 60 s), {seconds:.0f} s"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
+    }
+    with scratch(base) as directory:
+        subprocess.run(
+            [*_russak(), "init", "--dir", str(directory / "gw")], check=True, capture_output=True, env=env
+        )
+        config = directory / "gw" / "russak.toml"
+        log = directory / "daemon.log"
+        with log.open("wb") as handle:
+            proc = subprocess.Popen(
+                [*_russak(), "--config", str(config), "run"], stdout=handle, stderr=subprocess.STDOUT, env=env
+            )
+            try:
+                spawned = time.monotonic()
+                while READY not in log.read_bytes():
+                    if proc.poll() is not None or time.monotonic() - spawned > 60:
+                        raise SystemExit("daemon did not start:\n" + log.read_text(errors="replace"))
+                    time.sleep(0.01)
+                startup_cpu = _cpu_seconds(proc.pid)
+                report.add(
+                    section,
+                    "startup to ready",
+                    f"{time.monotonic() - spawned:.2f} s wall, {startup_cpu:.2f} s CPU",
+                )
+                time.sleep(settle)
+                cpu0, rss0, wall0 = _cpu_seconds(proc.pid), _status_kib(proc.pid, "VmRSS"), time.monotonic()
+                peak = rss0
+                while time.monotonic() - wall0 < seconds:
+                    time.sleep(min(1.0, max(0.0, seconds - (time.monotonic() - wall0))))
+                    peak = max(peak, _status_kib(proc.pid, "VmRSS"))
+                cpu1, rss1, wall1 = _cpu_seconds(proc.pid), _status_kib(proc.pid, "VmRSS"), time.monotonic()
+                threads = _status_kib(proc.pid, "Threads")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                code = proc.wait(timeout=60)
+        assert code == 0, log.read_text(errors="replace")
+    report.add(section, "CPU while idle", f"{100 * (cpu1 - cpu0) / (wall1 - wall0):.3f} % of one core")
+    report.add(
+        section,
+        "resident memory (VmRSS) start -> end",
+        f"{rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB (peak sampled {peak / 1024:.1f})",
+    )
+    report.add(section, "threads", str(threads))
+
+
+# ------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    return (
+        f"{os.cpu_count()} CPUs ({platform.machine()}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"SQLAlchemy {sqlalchemy.__version__}, lxml {lxml.__version__}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=200, help="orders per intake run (default 200)")
+    parser.add_argument("--cases", type=int, default=100_000, help="open cases for the reminder run")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle window; 0 skips part c")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds after ready before sampling")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per timing (median reported)")
+    parser.add_argument("--dir", type=Path, default=None, help="where temporary databases go")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args(argv)
+    report = Report()
+    print(machine(), file=sys.stderr)
+    if args.orders > 0:
+        bench_intake(report, args.orders, args.repeats, args.dir)
+    if args.cases > 0:
+        bench_reminders(report, args.cases, args.repeats, args.dir)
+    if args.idle_seconds > 0:
+        bench_idle(report, args.idle_seconds, args.settle, args.dir)
+    print(machine())
+    print(report.markdown() if args.markdown else report.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The ``russak`` command as an operator uses it: real subprocesses where it matters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+from tests import factories
+
+RUSSAK = [sys.executable, "-m", "gateway"]
+
+
+def russak(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RUSSAK, "--config", str(cfg), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    result = CliRunner().invoke(main, ["init", "--dir", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "site" / "russak.toml"
+
+
+def test_init_writes_a_working_setup_and_never_overwrites(tmp_path: Path) -> None:
+    runner = CliRunner()
+    site = tmp_path / "site"
+    first = runner.invoke(main, ["init", "--dir", str(site), "--org-number", "937000006", "--kommunenummer", "4601",
+                                 "--kommunenummer", "4602"])
+    assert first.exit_code == 0, first.output
+    assert (site / "russak.key").stat().st_mode & 0o777 == 0o600
+    key = (site / "russak.key").read_bytes()
+    assert {"inbox", "outbox", "mail"} <= {p.name for p in (site / "spool").iterdir()}
+    assert '"4601", "4602"' in (site / "russak.toml").read_text()
+    second = runner.invoke(main, ["init", "--dir", str(site)])
+    assert second.exit_code == 0 and "kept" in second.output
+    assert (site / "russak.key").read_bytes() == key
+
+
+def test_bad_org_number_in_init_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["init", "--dir", str(tmp_path / "x"), "--org-number", "123456789"])
+    assert result.exit_code == 2
+
+
+def test_configuration_errors_exit_2_naming_file_and_key(tmp_path: Path, cfg: Path) -> None:
+    text = cfg.read_text().replace('org_number = "937000006"', 'org_number = "937000007"')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    (tmp_path / "russak.key").write_bytes((cfg.parent / "russak.key").read_bytes())
+    result = russak(bad, "cases")
+    assert result.returncode == 2
+    assert "bad.toml" in result.stderr and "units.0.org_number" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    missing = russak(tmp_path / "nope.toml", "cases")
+    assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_ingest_cases_case_show_and_reveal(cfg: Path, tmp_path: Path) -> None:
+    nid = factories.fnr(date(2009, 2, 3))
+    order = tmp_path / "ordre.xml"
+    order.write_bytes(factories.order_xml(national_id=nid, birth=date(2009, 2, 3), guardians=1))
+    hostile = tmp_path / "hostile.xml"
+    hostile.write_bytes(b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><x>&e;</x>")
+    result = russak(cfg, "ingest", str(order), str(order), str(hostile))
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "ordre.xml: case RUS-2026-0001" or lines[0].startswith("ordre.xml: case RUS-")
+    assert lines[1].startswith("ordre.xml: duplicate")
+    assert lines[2].startswith("hostile.xml: quarantined") and "DTD" in lines[2]
+    assert result.returncode == 1  # something was quarantined
+    cases = json.loads(russak(cfg, "cases", "--json").stdout)
+    assert len(cases) == 1
+    assert {"id", "unit", "status", "order_id", "case_reference", "minor", "deadline"} <= set(cases[0])
+    assert cases[0]["minor"] is True and cases[0]["status"] == "awaiting_summons"
+    number = cases[0]["number"]
+    shown = russak(cfg, "case", "show", number, "--json")
+    assert nid not in shown.stdout and "national_id" not in json.loads(shown.stdout)
+    revealed = russak(cfg, "case", "show", number, "--json", "--reveal")
+    assert json.loads(revealed.stdout)["national_id"] == nid
+    quarantine = json.loads(russak(cfg, "quarantine", "--json").stdout)
+    assert [set(q) for q in quarantine] == [{"id", "channel", "reason", "received_at"}]
+    exported = tmp_path / "q1.xml"
+    assert russak(cfg, "quarantine", "export", "1", str(exported)).returncode == 0
+    assert exported.read_bytes() == hostile.read_bytes()
+    assert exported.stat().st_mode & 0o777 == 0o600
+    # the reveal and the export are audited
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{cfg.parent / 'russak.db'}")
+    with engine.connect() as conn:
+        actions = [r[0] for r in conn.execute(text("select action from audit"))]
+    engine.dispose()
+    assert "revealed_identity" in actions and "quarantine_exported" in actions
+
+
+def test_record_events_and_outbox_json(cfg: Path, tmp_path: Path) -> None:
+    order = tmp_path / "o.xml"
+    order.write_bytes(factories.order_xml())
+    russak(cfg, "ingest", str(order))
+    ok = russak(cfg, "record", "RUS-2026-0001", "summoned", "--date", "2026-12-03", "--time", "10:00", "--place", "Kontoret")
+    assert ok.returncode == 0, ok.stderr
+    assert "summoned" in ok.stdout
+    assert russak(cfg, "record", "RUS-2026-0001", "no-show", "--date", "3.12.2026").returncode == 0
+    assert russak(cfg, "record", "RUS-2026-0001", "send-notice").returncode == 0
+    refused = russak(cfg, "record", "RUS-2026-0001", "send-notice")
+    assert refused.returncode == 1 and refused.stderr.startswith("russak: ")
+    assert russak(cfg, "record", "RUS-2026-9999", "attended").returncode == 1
+    assert russak(cfg, "record", "RUS-2026-0001", "summoned").returncode == 2  # needs --date
+    rows = json.loads(russak(cfg, "outbox", "--json").stdout)
+    assert {"id", "kind", "status", "case", "attempts"} <= set(rows[0])
+    assert any(r["kind"] == "notice" and r["status"] == "pending" for r in rows)
+    once = russak(cfg, "run", "--once")
+    assert once.returncode == 0, once.stderr
+    rows = json.loads(russak(cfg, "outbox", "--json").stdout)
+    assert all(r["status"] == "sent" for r in rows)
+    assert len(list((cfg.parent / "spool" / "outbox").glob("*.xml"))) == 1
+
+
+def test_daemon_runs_idles_and_stops_cleanly_on_sigterm(cfg: Path) -> None:
+    inbox = cfg.parent / "spool" / "inbox"
+    text = cfg.read_text().replace("poll_interval_seconds = 60", "poll_interval_seconds = 0.5")
+    cfg.write_text(text)
+    proc = subprocess.Popen([*RUSSAK, "--config", str(cfg), "run"], stderr=subprocess.PIPE, text=True)
+    try:
+        from connectors.spool import drop_file
+
+        drop_file(inbox, "o.xml", factories.order_xml())
+        deadline = time.monotonic() + 30
+        while any(inbox.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(inbox.iterdir()), "the daemon did not take the order"
+        second = russak(cfg, "run", "--once")
+        assert second.returncode == 1 and "single-instance" in second.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "russak-gateway running" in err and "russak-gateway stopped" in err
+    assert "Traceback" not in err
+
+
+def test_purge_removes_personal_data_after_retention(cfg: Path, tmp_path: Path) -> None:
+    nid = factories.fnr()
+    order = tmp_path / "o.xml"
+    order.write_bytes(factories.order_xml(national_id=nid))
+    russak(cfg, "ingest", str(order))
+    russak(cfg, "record", "RUS-2026-0001", "close", "--reason", "flyttet")
+    assert "would purge 0 case(s)" in russak(cfg, "purge", "--dry-run").stdout
+    from gateway.app import open_gateway
+    from gateway.clock import SimulatedClock
+    from gateway.config import load_settings
+    from gateway import retention
+    from datetime import UTC, datetime, timedelta
+
+    clock = SimulatedClock(datetime.now(UTC) + timedelta(days=91))
+    gw = open_gateway(load_settings(cfg), clock=clock)
+    try:
+        report = retention.purge(gw)
+        assert report.cases == ["RUS-2026-0001"]
+        from sqlalchemy import func, select
+
+        from gateway.models import Case, CaseStatistic, InboundMessage, Person
+
+        with gw.session() as s:
+            assert s.scalar(select(func.count()).select_from(Case)) == 0
+            assert s.scalar(select(func.count()).select_from(Person)) == 0
+            assert s.scalars(select(InboundMessage.content)).all() == [None]
+            stat = s.scalars(select(CaseStatistic)).one()
+            assert stat.final_status == "closed" and stat.unit_code == "enhet"
+    finally:
+        gw.close()
+    assert json.loads(russak(cfg, "cases", "--json").stdout) == []
+
+
+def test_python_dash_m_gateway_is_the_cli() -> None:
+    result = subprocess.run([*RUSSAK, "--help"], capture_output=True, text=True, timeout=30, env={**os.environ})
+    assert result.returncode == 0 and "russak-gateway" in result.stdout
+
+
+def test_quarantined_order_can_be_retried_after_the_config_is_fixed(cfg: Path, tmp_path: Path) -> None:
+    order = tmp_path / "o.xml"
+    order.write_bytes(factories.order_xml(kommunenummer="4602"))  # not served yet
+    first = russak(cfg, "ingest", str(order))
+    assert "quarantined" in first.stdout and "no configured unit" in first.stdout
+    assert russak(cfg, "quarantine", "retry", "1").returncode == 1  # still not served
+    cfg.write_text(cfg.read_text().replace('kommunenummer = ["4601"]', 'kommunenummer = ["4601", "4602"]'))
+    retried = russak(cfg, "quarantine", "retry", "1")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "case RUS-2026-0001" in retried.stdout
+    assert 1 not in [q["id"] for q in json.loads(russak(cfg, "quarantine", "--json").stdout)]
+
+
+def test_dead_letters_can_be_retried_or_dismissed(cfg: Path) -> None:
+    from gateway import staff
+    from gateway.app import open_gateway
+    from gateway.config import load_settings
+    from gateway.models import OutboxItem
+
+    gw = open_gateway(load_settings(cfg))
+    try:
+        with gw.session() as s:
+            staff.send(gw, s, key="t:1", subject="x", body="y", unit_code="enhet")
+            staff.send(gw, s, key="t:2", subject="x", body="y", unit_code="enhet")
+            for row in s.query(OutboxItem):
+                row.status = "dead"
+    finally:
+        gw.close()
+    assert russak(cfg, "doctor").returncode == 1
+    assert russak(cfg, "outbox", "retry", "1").returncode == 0
+    assert russak(cfg, "outbox", "dismiss", "2").returncode == 0
+    assert russak(cfg, "outbox", "retry", "2").returncode == 1
+    russak(cfg, "run", "--once")
+    rows = {r["id"]: r["status"] for r in json.loads(russak(cfg, "outbox", "--json").stdout)}
+    assert rows == {1: "sent", 2: "cancelled"}
+    assert russak(cfg, "doctor").returncode == 0
