@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
 import hashlib
-import io
 import os
 import platform
-import pstats
 import random
 import signal
 import sqlite3
@@ -52,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the tests' factories live beside the package
 
-import lxml  # noqa: E402
 import sqlalchemy  # noqa: E402
 from lxml import etree  # noqa: E402
 from sqlalchemy import event, insert  # noqa: E402
@@ -64,6 +60,7 @@ from gateway.config import load_settings  # noqa: E402
 from gateway.models import Case, Meeting, Notice, OrderRecord, Summons, Unit  # noqa: E402
 from gateway.orders import parse_order  # noqa: E402
 from gateway.ports import RawMessage  # noqa: E402
+from gateway.privacy import Cipher  # noqa: E402
 from schemas import ORDER_NS, ORDER_XSD  # noqa: E402
 from tests.factories import UNIT_ORG, fnr, order_xml, write_config  # noqa: E402
 
@@ -85,7 +82,7 @@ class Report:
 
     def add(self, section: str, measure: str, value: str) -> None:
         self.rows.append(Row(section, measure, value))
-        print(f"  {measure}: {value}", file=sys.stderr, flush=True)
+        print(f"bench: {measure}: {value}", file=sys.stderr, flush=True)
 
     def table(self) -> str:
         width = max(len(r.measure) for r in self.rows)
@@ -237,7 +234,8 @@ def floor_work(run: FloorRun) -> None:
         values = []
         for path in paths:
             found = path(root)
-            values.append(found[0].text if isinstance(found, list) and found else None)
+            first = found[0] if isinstance(found, list) and found else None
+            values.append(first.text if isinstance(first, etree._Element) else None)
         rows.append((*values, data))
     marks = ", ".join("?" * (len(_FLOOR_FIELDS) + 1))
     run.conn.executemany(f"INSERT INTO orders VALUES (NULL, {marks})", rows)
@@ -250,40 +248,65 @@ def reader_only(orders: list[bytes]) -> None:
         parse_order(data)
 
 
-_CAUSES: dict[str, tuple[str, ...]] = {
-    "SQLite commit (WAL write + fsync)": ("<method 'commit' of 'sqlite3.Connection' objects>",),
-    "SQLite statements (incl. BEGIN IMMEDIATE)": (
-        "<method 'execute' of 'sqlite3.Cursor' objects>",
-        "<method 'executemany' of 'sqlite3.Cursor' objects>",
-    ),
-    "field encryption (Fernet)": ("fernet.py:_encrypt_from_parts",),
-    "safe reader (parse, XSD, rules)": ("orders.py:parse_order",),
-    "staff alert texts (Jinja2)": ("texts.py:render",),
-}
+@dataclass
+class Anatomy:
+    """Counters of one instrumented intake run, per order."""
+
+    orders: int
+    seconds: float = 0.0
+    statements: int = 0
+    commits: int = 0
+    commit_seconds: float = 0.0
+    crypto_calls: int = 0
+    crypto_seconds: float = 0.0
+
+    def per_order(self, value: float) -> float:
+        return value / self.orders
 
 
-def profile_intake(setup: Callable[[], IntakeRun]) -> dict[str, float]:
-    """Share of one intake run's time per cause (cProfile: shares, not absolute times)."""
+def anatomy_of_intake(setup: Callable[[], IntakeRun]) -> Anatomy:
+    """Count statements and transactions and time commits and encryption in one run.
+
+    Wrappers, not a profiler: cProfile inflates pure-Python time several-fold and
+    would misplace the share of the C-level work (fsync, AES).
+    """
     run = setup()
-    profiler = cProfile.Profile()
+    found = Anatomy(len(run.messages))
+    dialect = run.gw.engine.dialect
+    plain_commit = dialect.do_commit
+    plain_encrypt, plain_decrypt = Cipher.encrypt, Cipher.decrypt
+
+    def timed_commit(dbapi_connection: Any) -> None:
+        start = time.perf_counter()
+        plain_commit(dbapi_connection)
+        found.commit_seconds += time.perf_counter() - start
+        found.commits += 1
+
+    def timed(method: Callable[[Cipher, bytes], bytes]) -> Callable[[Cipher, bytes], bytes]:
+        def wrapper(self: Cipher, data: bytes) -> bytes:
+            start = time.perf_counter()
+            try:
+                return method(self, data)
+            finally:
+                found.crypto_seconds += time.perf_counter() - start
+                found.crypto_calls += 1
+
+        return wrapper
+
+    def count(*_args: Any) -> None:
+        found.statements += 1
+
+    event.listen(run.gw.engine, "before_cursor_execute", count)
+    dialect.do_commit = timed_commit  # type: ignore[method-assign]
+    Cipher.encrypt, Cipher.decrypt = timed(plain_encrypt), timed(plain_decrypt)  # type: ignore[method-assign,assignment]
     try:
-        profiler.enable()
+        start = time.perf_counter()
         intake_work(run)
-        profiler.disable()
+        found.seconds = time.perf_counter() - start
     finally:
+        Cipher.encrypt, Cipher.decrypt = plain_encrypt, plain_decrypt  # type: ignore[method-assign]
         run.close()
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total = max(ct for (_, _, _, ct, _) in raw.values())
-    shares: dict[str, float] = {}
-    for cause, names in _CAUSES.items():
-        cumulative = 0.0
-        for (filename, _line, function), (_cc, _nc, _tt, ct, _callers) in raw.items():
-            label = f"{Path(filename).name}:{function}" if filename != "~" else function
-            if label in names:
-                cumulative += ct
-        shares[cause] = cumulative / total
-    return shares
+    return found
 
 
 def bench_intake(report: Report, n: int, repeats: int, base: Path | None) -> None:
@@ -306,8 +329,15 @@ def bench_intake(report: Report, n: int, repeats: int, base: Path | None) -> Non
     report.add(section, "ratio floor / real", f"{real / floor:,.0f}x")
     report.add(section, "diagnostic: safe reader alone (parse_order)", f"{n / reader:,.0f} orders/s")
     report.add(section, "diagnostic: real intake with synchronous=OFF", f"{n / no_sync:,.0f} orders/s")
-    for cause, share in profile_intake(intake_setup(orders, base)).items():
-        report.add(section, f"profile share: {cause}", f"{100 * share:.0f} %")
+    parts = anatomy_of_intake(intake_setup(orders, base))
+    each = parts.per_order
+    report.add(
+        section,
+        "anatomy of one order (instrumented run)",
+        f"{1000 * each(parts.seconds):.1f} ms: {each(parts.statements):.0f} SQL statements, "
+        f"{each(parts.commits):.0f} commit(s) taking {1000 * each(parts.commit_seconds):.1f} ms, "
+        f"{each(parts.crypto_calls):.0f} Fernet calls taking {1000 * each(parts.crypto_seconds):.2f} ms",
+    )
 
 
 # b. Reminders over many open cases ------------------------------------------------------
@@ -332,7 +362,10 @@ def bulk_cases(gw: Gateway, n: int, seed: int = 7) -> None:
         ("needs_registration", 0.001),
     ]
     statuses = rng.choices([s for s, _ in mix], weights=[w for _, w in mix], k=n)
-    cases, meetings, summonses, notices = [], [], [], []
+    cases: list[dict[str, Any]] = []
+    meetings: list[dict[str, Any]] = []
+    summonses: list[dict[str, Any]] = []
+    notices: list[dict[str, Any]] = []
     for i, status in enumerate(statuses, start=1):
         age = {
             "awaiting_summons": rng.randint(0, 15),
@@ -543,7 +576,7 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} CPUs ({platform.machine()}), {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"SQLAlchemy {sqlalchemy.__version__}, lxml {lxml.__version__}"
+        f"SQLAlchemy {sqlalchemy.__version__}, lxml {etree.__version__}"
     )
 
 
@@ -558,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     report = Report()
-    print(machine(), file=sys.stderr)
+    print(f"bench: {machine()}", file=sys.stderr)
     if args.orders > 0:
         bench_intake(report, args.orders, args.repeats, args.dir)
     if args.cases > 0:

@@ -93,12 +93,7 @@ def _short(external_id: str) -> str:
 
 
 def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult:
-    existing = session.scalar(
-        select(InboundMessage).where(
-            InboundMessage.channel == message.channel,
-            InboundMessage.external_id == message.external_id,
-        )
-    )
+    existing = _find_inbound(session, message)
     if existing is not None:
         log.info(
             "intake %s/%s: already taken in (%s); no-op",
@@ -107,15 +102,7 @@ def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult
             existing.outcome,
         )
         return IntakeResult("duplicate", reason=f"already received as message {existing.id}")
-    inbound = InboundMessage(
-        channel=message.channel,
-        external_id=message.external_id,
-        kind=message.kind,
-        received_at=gw.clock.now(),
-        size=len(message.content),
-        content=message.content,
-        outcome="processing",
-    )
+    inbound = _new_inbound(gw, message, "processing")
     session.add(inbound)
     session.flush()
     try:
@@ -131,6 +118,28 @@ def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult
         inbound.case_id = session.scalar(select(Case.id).where(Case.number == result.case_number))
     log.info("intake %s/%s: %s", message.channel, _short(message.external_id), result.describe())
     return result
+
+
+def _find_inbound(session: Session, message: RawMessage) -> InboundMessage | None:
+    return session.scalar(
+        select(InboundMessage).where(
+            InboundMessage.channel == message.channel, InboundMessage.external_id == message.external_id
+        )
+    )
+
+
+def _new_inbound(gw: Gateway, message: RawMessage, outcome: str, detail: str | None = None) -> InboundMessage:
+    """The stored (encrypted) original: every message is kept before it is judged."""
+    return InboundMessage(
+        channel=message.channel,
+        external_id=message.external_id,
+        kind=message.kind,
+        received_at=gw.clock.now(),
+        size=len(message.content),
+        content=message.content,
+        outcome=outcome,
+        detail=detail,
+    )
 
 
 def quarantine(gw: Gateway, session: Session, inbound: InboundMessage, reason: str) -> IntakeResult:
@@ -149,24 +158,9 @@ def quarantine(gw: Gateway, session: Session, inbound: InboundMessage, reason: s
 def _quarantine_after_crash(gw: Gateway, message: RawMessage, reason: str) -> IntakeResult:
     try:
         with gw.session() as session:
-            existing = session.scalar(
-                select(InboundMessage).where(
-                    InboundMessage.channel == message.channel,
-                    InboundMessage.external_id == message.external_id,
-                )
-            )
-            if existing is not None:
+            if _find_inbound(session, message) is not None:
                 return IntakeResult("duplicate")
-            inbound = InboundMessage(
-                channel=message.channel,
-                external_id=message.external_id,
-                kind=message.kind,
-                received_at=gw.clock.now(),
-                size=len(message.content),
-                content=message.content,
-                outcome="quarantined",
-                detail=reason,
-            )
+            inbound = _new_inbound(gw, message, "quarantined", reason)
             session.add(inbound)
             session.flush()
             return quarantine(gw, session, inbound, reason)
