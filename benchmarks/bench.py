@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -53,7 +54,7 @@ import sqlalchemy  # noqa: E402
 from lxml import etree  # noqa: E402
 from sqlalchemy import event, insert  # noqa: E402
 
-from gateway import intake, reminders  # noqa: E402
+from gateway import digest, intake, reminders  # noqa: E402
 from gateway.app import Gateway, open_gateway  # noqa: E402
 from gateway.clock import OSLO, SimulatedClock, local_today  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
@@ -96,7 +97,10 @@ class Report:
 
     def markdown(self) -> str:
         lines = ["| part | measure | median |", "|---|---|---|"]
-        lines += [f"| {r.section} | {r.measure} | {r.value} |" for r in self.rows]
+        section = ""
+        for r in self.rows:
+            lines.append(f"| {r.section if r.section != section else ''} | {r.measure} | {r.value} |")
+            section = r.section
         return "\n".join(lines)
 
 
@@ -457,6 +461,11 @@ def bulk_cases(gw: Gateway, n: int, seed: int = 7) -> None:
         conn.execute(insert(OrderRecord), orders)
 
 
+def _rule_of(key: str) -> str:
+    """``case:42:attendance-deadline:2026-12-03`` -> ``attendance-deadline``."""
+    return key.split(":")[2]
+
+
 def bench_reminders(report: Report, n: int, repeats: int, base: Path | None) -> None:
     section = f"b. reminders over {n:,} open cases"
     with scratch(base) as directory:
@@ -480,6 +489,21 @@ def bench_reminders(report: Report, n: int, repeats: int, base: Path | None) -> 
             query = median_time(repeats, lambda: None, evaluate)
             report.add(
                 section, "due_reminders (the query and rules)", f"{1000 * query:,.0f} ms, {len(due):,} due"
+            )
+            rules = Counter(_rule_of(d.key) for d in due)
+            report.add(section, "due by rule", ", ".join(f"{k} {v:,}" for k, v in rules.most_common()))
+            body = ""
+
+            def render(_: None) -> None:
+                nonlocal body
+                with gw.session() as session:
+                    body = digest.render_digest(gw, session, "testdal", local_today(NOW))
+
+            rendering = median_time(repeats, lambda: None, render)
+            report.add(
+                section,
+                "daily digest render (every open case, one mail)",
+                f"{1000 * rendering:,.0f} ms, {len(body.encode()) / 1024:,.0f} KiB",
             )
             start = time.perf_counter()
             first = reminders.tick(gw)

@@ -29,6 +29,11 @@ from gateway.privacy import Cipher, KeyFileError, install_cipher, load_key_file
 log = logging.getLogger(__name__)
 
 
+def host_name() -> str:
+    """This host's name, cut so an instance id fits the 64-character lease columns."""
+    return socket.gethostname()[:40]
+
+
 @dataclass
 class Gateway:
     settings: Settings
@@ -37,9 +42,7 @@ class Gateway:
     clock: Clock
     cipher: Cipher
     calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
-    instance_id: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    )
+    instance_id: str = field(default_factory=lambda: f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     _channels: dict[str, Any] = field(default_factory=dict)
 
     @contextmanager

@@ -22,8 +22,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from gateway import intake, outbox, reminders, retention, sdnotify
+from gateway.app import host_name
 from gateway.clock import OSLO
 from gateway.models import Cursor, Lease
 from gateway.ports import ChannelError, InboundChannel
@@ -75,9 +77,39 @@ class CycleReport:
     reminders: int = 0
 
 
+def try_lease(gw: Gateway, name: str, ttl: timedelta) -> bool:
+    """Take or renew a named lease; False while another live owner holds it."""
+    now = gw.clock.now()
+    try:
+        with gw.session() as session:
+            lease = session.get(Lease, name, with_for_update=True)
+            if (
+                lease is not None
+                and lease.owner != gw.instance_id
+                and lease.until > now
+                and _owner_alive(lease.owner)
+            ):
+                return False
+            if lease is None:
+                session.add(Lease(name=name, owner=gw.instance_id, until=now + ttl))
+            else:
+                lease.owner, lease.until = gw.instance_id, now + ttl
+    except IntegrityError:
+        return False  # another instance created it a moment ago
+    return True
+
+
 def poll_channel(gw: Gateway, channel: InboundChannel, report: CycleReport) -> None:
-    """Take in everything a channel has; acknowledge each item only after its commit."""
+    """Take in everything a channel has; acknowledge each item only after its commit.
+
+    With several instances (PostgreSQL) a per-channel lease makes sure only one of
+    them polls a source at a time; intake's dedupe would cope, but the source would
+    be read twice for nothing.
+    """
     taken = 0
+    if not try_lease(gw, f"poll:{channel.name}", lease_ttl(gw)):
+        log.debug("channel %s: polled by another instance", channel.name)
+        return
     try:
         for message in channel.poll(DbCursorStore(gw, channel.name)):
             result = intake.process(gw, message)
@@ -116,7 +148,7 @@ def cycle(gw: Gateway) -> CycleReport:
 def _owner_alive(owner: str) -> bool:
     host, _, rest = owner.partition(":")
     pid_text = rest.split(":", 1)[0]
-    if host != os.uname().nodename or not pid_text.isdigit():
+    if host != host_name() or not pid_text.isdigit():
         return True  # another machine: trust the lease time
     try:
         os.kill(int(pid_text), 0)

@@ -70,13 +70,16 @@ def process(gw: Gateway, message: RawMessage) -> IntakeResult:
         with gw.session() as session:
             return _process(gw, session, message)
     except IntegrityError:
-        # A concurrent instance took the same message or order first: a duplicate.
-        log.info(
-            "intake %s/%s: lost a race, treating as duplicate",
-            message.channel,
-            _short(message.external_id),
-        )
-        return IntakeResult("duplicate")
+        # Most likely a concurrent instance took the same message first. Only call it a
+        # duplicate if that message really is stored; otherwise leave it at its source
+        # (outcome "error" is not acknowledged) and take it again on the next poll.
+        where = (message.channel, _short(message.external_id))
+        with gw.session() as session:
+            if _find_inbound(session, message) is not None:
+                log.info("intake %s/%s: taken in by another instance; no-op", *where)
+                return IntakeResult("duplicate")
+        log.warning("intake %s/%s: conflict with a concurrent change; will retry", *where)
+        return IntakeResult("error", reason="database conflict; retried on the next poll")
     except Exception as exc:
         log.exception(
             "intake %s/%s: internal error; quarantining",

@@ -363,3 +363,21 @@ def test_postgres_lets_a_second_instance_run_without_stealing_the_lease(
     acquire_instance_lease(second)  # several instances are the point of PostgreSQL mode
     lease = _lease(first)
     assert lease is not None and lease.owner == first.instance_id
+
+
+def test_poll_lease_is_taken_over_from_a_dead_process_at_once(gw: Gateway) -> None:
+    from gateway.app import host_name
+    from gateway.daemon import try_lease
+
+    with gw.session() as s:  # a crashed daemon on this host left its poll lease behind
+        s.add(
+            Lease(
+                name="poll:spool",
+                owner=f"{host_name()}:999999999:deadbeef",
+                until=gw.clock.now() + timedelta(hours=1),
+            )
+        )
+    assert try_lease(gw, "poll:spool", timedelta(minutes=5))
+    with gw.session() as s:  # a live owner elsewhere keeps it
+        s.get_one(Lease, "poll:spool").owner = "other-host:1:cafebabe"
+    assert not try_lease(gw, "poll:spool", timedelta(minutes=5))
