@@ -684,6 +684,42 @@ def _outbox_revive(ctx: Context, item_id: int, *, dismiss: bool) -> None:
     click.echo(f"outbox {item_id}: {'dismissed' if dismiss else 'queued again'}")
 
 
+@main.group()
+def key() -> None:
+    """The encryption key file: rotate it, re-encrypt stored data."""
+
+
+@key.command(name="rotate")
+@pass_ctx
+@guarded
+def key_rotate(ctx: Context) -> None:
+    """Put a new key first in the key file (old keys keep decrypting)."""
+    from gateway.privacy import KeyFileError, rotate_key_file
+
+    settings = ctx.settings()
+    path = settings.resolve_path(settings.gateway.key_file)
+    try:
+        rotate_key_file(path)
+    except KeyFileError as exc:
+        raise UsageFailure(str(exc)) from exc
+    click.echo(f"added a new key to {path}; restart the daemon, then run `russak key reencrypt`")
+
+
+@key.command(name="reencrypt")
+@pass_ctx
+@guarded
+def key_reencrypt(ctx: Context) -> None:
+    """Rewrite every stored personal field under the newest key."""
+    from gateway.rekey import reencrypt
+
+    gw = ctx.gateway()
+    try:
+        count = reencrypt(gw)
+    finally:
+        gw.close()
+    click.echo(f"re-encrypted {count} value(s) under the newest key")
+
+
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Only list what would be purged.")
 @pass_ctx

@@ -34,8 +34,20 @@ def cfg(tmp_path: Path) -> Path:
 def test_init_writes_a_working_setup_and_never_overwrites(tmp_path: Path) -> None:
     runner = CliRunner()
     site = tmp_path / "site"
-    first = runner.invoke(main, ["init", "--dir", str(site), "--org-number", "937000006", "--kommunenummer", "4601",
-                                 "--kommunenummer", "4602"])
+    first = runner.invoke(
+        main,
+        [
+            "init",
+            "--dir",
+            str(site),
+            "--org-number",
+            "937000006",
+            "--kommunenummer",
+            "4601",
+            "--kommunenummer",
+            "4602",
+        ],
+    )
     assert first.exit_code == 0, first.output
     assert (site / "russak.key").stat().st_mode & 0o777 == 0o600
     key = (site / "russak.key").read_bytes()
@@ -69,7 +81,9 @@ def test_ingest_cases_case_show_and_reveal(cfg: Path, tmp_path: Path) -> None:
     order = tmp_path / "ordre.xml"
     order.write_bytes(factories.order_xml(national_id=nid, birth=date(2009, 2, 3), guardians=1))
     hostile = tmp_path / "hostile.xml"
-    hostile.write_bytes(b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><x>&e;</x>")
+    hostile.write_bytes(
+        b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]><x>&e;</x>"
+    )
     result = russak(cfg, "ingest", str(order), str(order), str(hostile))
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "ordre.xml: case RUS-2026-0001" or lines[0].startswith("ordre.xml: case RUS-")
@@ -105,7 +119,18 @@ def test_record_events_and_outbox_json(cfg: Path, tmp_path: Path) -> None:
     order = tmp_path / "o.xml"
     order.write_bytes(factories.order_xml())
     russak(cfg, "ingest", str(order))
-    ok = russak(cfg, "record", "RUS-2026-0001", "summoned", "--date", "2026-12-03", "--time", "10:00", "--place", "Kontoret")
+    ok = russak(
+        cfg,
+        "record",
+        "RUS-2026-0001",
+        "summoned",
+        "--date",
+        "2026-12-03",
+        "--time",
+        "10:00",
+        "--place",
+        "Kontoret",
+    )
     assert ok.returncode == 0, ok.stderr
     assert "summoned" in ok.stdout
     assert russak(cfg, "record", "RUS-2026-0001", "no-show", "--date", "3.12.2026").returncode == 0
@@ -154,11 +179,12 @@ def test_purge_removes_personal_data_after_retention(cfg: Path, tmp_path: Path) 
     russak(cfg, "ingest", str(order))
     russak(cfg, "record", "RUS-2026-0001", "close", "--reason", "flyttet")
     assert "would purge 0 case(s)" in russak(cfg, "purge", "--dry-run").stdout
+    from datetime import UTC, datetime, timedelta
+
+    from gateway import retention
     from gateway.app import open_gateway
     from gateway.clock import SimulatedClock
     from gateway.config import load_settings
-    from gateway import retention
-    from datetime import UTC, datetime, timedelta
 
     clock = SimulatedClock(datetime.now(UTC) + timedelta(days=91))
     gw = open_gateway(load_settings(cfg), clock=clock)
@@ -181,7 +207,9 @@ def test_purge_removes_personal_data_after_retention(cfg: Path, tmp_path: Path) 
 
 
 def test_python_dash_m_gateway_is_the_cli() -> None:
-    result = subprocess.run([*RUSSAK, "--help"], capture_output=True, text=True, timeout=30, env={**os.environ})
+    result = subprocess.run(
+        [*RUSSAK, "--help"], capture_output=True, text=True, timeout=30, env={**os.environ}
+    )
     assert result.returncode == 0 and "russak-gateway" in result.stdout
 
 
@@ -221,3 +249,33 @@ def test_dead_letters_can_be_retried_or_dismissed(cfg: Path) -> None:
     rows = {r["id"]: r["status"] for r in json.loads(russak(cfg, "outbox", "--json").stdout)}
     assert rows == {1: "sent", 2: "cancelled"}
     assert russak(cfg, "doctor").returncode == 0
+
+
+def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: Path) -> None:
+    nid = factories.fnr()
+    order = tmp_path / "o.xml"
+    order.write_bytes(factories.order_xml(national_id=nid))
+    russak(cfg, "ingest", str(order))
+    key_file = cfg.parent / "russak.key"
+    before = [line for line in key_file.read_text().splitlines() if line.startswith("russak-key")]
+    assert russak(cfg, "key", "rotate").returncode == 0
+    after = [line for line in key_file.read_text().splitlines() if line.startswith("russak-key")]
+    assert len(after) == 2 and after[1:] == before
+    result = russak(cfg, "key", "reencrypt")
+    assert result.returncode == 0 and "re-encrypted" in result.stdout
+    # with only the newest and the original (hash) key left, everything still reads
+    shown = russak(cfg, "case", "show", "RUS-2026-0001", "--json", "--reveal")
+    assert json.loads(shown.stdout)["national_id"] == nid
+    from gateway.privacy import Cipher, load_key_file
+
+    newest_only = tmp_path / "newest.key"
+    newest_only.write_text(after[0] + "\n")
+    newest_only.chmod(0o600)
+    cipher: Cipher = load_key_file(newest_only)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{cfg.parent / 'russak.db'}")
+    with engine.connect() as conn:
+        token = conn.execute(text("select national_id from persons")).scalar_one()
+    engine.dispose()
+    assert cipher.decrypt_text(bytes(token)) == nid  # written under the newest key
