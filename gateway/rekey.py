@@ -29,9 +29,9 @@ def encrypted_columns() -> list[tuple[Table, str, str]]:
     """(table, column, primary key column) for every encrypted column in the schema."""
     found = []
     for mapped in Base.metadata.sorted_tables:
-        (key,) = mapped.primary_key.columns  # every table with personal data has one id
         for col in mapped.columns:
             if isinstance(col.type, (EncryptedText, EncryptedBytes)):
+                (key,) = mapped.primary_key.columns  # tables with personal data have one id
                 found.append((mapped, col.name, key.name))
     return found
 
