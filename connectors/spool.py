@@ -307,6 +307,37 @@ class SpoolChannel:
                 self._ensure_dir(folder)
         except OSError as exc:
             raise _channel_error(exc, "creating spool folders") from exc
+        self.sweep_temporary()
+
+    def sweep_temporary(self, older_than: float = 300.0) -> int:
+        """Remove temporary files a killed writer left in outbox/ and mail/.
+
+        ``_write_atomic`` writes ``.<name>.<hex>.tmp`` and renames it; a SIGKILL
+        between the two leaves the temporary file behind (the message itself is sent
+        again from the outbox). Only files older than ``older_than`` seconds go, so a
+        write in progress by another instance sharing the folder is left alone.
+        """
+        removed = 0
+        cutoff = time.time() - older_than
+        for folder in (self.outbox, self.mail):
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except OSError:
+                    log.debug("spool: could not remove a temporary file")
+        if removed:
+            log.info(
+                "spool %s: removed %d temporary file(s) left by an interrupted write", self.name, removed
+            )
+        return removed
 
     def _ensure_dir(self, path: Path) -> None:
         """Create a spool folder private to the service; leave an existing one as is.

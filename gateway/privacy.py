@@ -508,5 +508,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(levelno)
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(levelno, logging.WARNING))
+    # "job skipped: maximum number of running instances reached" only means a step
+    # was still running when its next turn came (coalesce handles it); not news at 3 a.m.
+    logging.getLogger("apscheduler.scheduler").setLevel(max(levelno, logging.ERROR))
     logging.captureWarnings(True)
     _handler = handler

@@ -38,6 +38,7 @@ NOT_ENDED = (
     "notified",
 )
 MORNING = time(7, 0)
+REMINDER_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -207,15 +208,18 @@ def tick(gw: Gateway) -> TickReport:
         report.auto_notices = cases.auto_confirm_due(gw, session)
     with gw.session() as session:
         due = due_reminders(gw, session, now)
-        if due:
-            sent = set(
-                session.scalars(select(OutboxItem.key).where(OutboxItem.key.in_([d.key for d in due])))
-            )
-            for item in due:
+    # Short transactions: the write lock (SQLite) is held for one batch at a time, so a
+    # staff command or CLI call never waits long behind a large tick.
+    for start in range(0, len(due), REMINDER_BATCH):
+        batch = due[start : start + REMINDER_BATCH]
+        with gw.session() as session:
+            keys = [d.key for d in batch]
+            sent = set(session.scalars(select(OutboxItem.key).where(OutboxItem.key.in_(keys))))
+            for item in batch:
                 if item.key in sent:
                     continue
                 case = session.get(Case, item.case_id) if item.case_id else None
-                if staff.alert(
+                alerted = staff.alert(
                     gw,
                     session,
                     item.key,
@@ -224,8 +228,8 @@ def tick(gw: Gateway) -> TickReport:
                     case=case,
                     lines=item.lines,
                     actions=item.actions,
-                ):
-                    report.reminders += 1
+                )
+                report.reminders += int(alerted)
     from gateway import digest
 
     report.digests = digest.enqueue_due(gw, now)

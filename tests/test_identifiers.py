@@ -98,9 +98,7 @@ def test_no_birth_date_when_century_is_unknown() -> None:
     birth=st.dates(min_value=date(1900, 1, 1), max_value=date(2039, 12, 31)),
     individual=st.integers(min_value=0, max_value=999),
 )
-def test_every_synthetic_number_is_valid_and_gives_its_birth_date(
-    birth: date, individual: int
-) -> None:
+def test_every_synthetic_number_is_valid_and_gives_its_birth_date(birth: date, individual: int) -> None:
     number = synthetic_identity_number(birth, individual)
     assume(number is not None)
     assert number is not None
@@ -125,9 +123,7 @@ def test_every_synthetic_number_is_valid_and_gives_its_birth_date(
     position=st.integers(min_value=0, max_value=10),
     delta=st.integers(min_value=1, max_value=9),
 )
-def test_any_single_digit_change_is_caught(
-    birth: date, individual: int, position: int, delta: int
-) -> None:
+def test_any_single_digit_change_is_caught(birth: date, individual: int, position: int, delta: int) -> None:
     number = synthetic_identity_number(birth, individual)
     assume(number is not None)
     assert number is not None

@@ -85,11 +85,7 @@ def test_endring_before_ny_is_parked_then_applied(gw: Gateway) -> None:
         assert case.condition_end == date(2029, 1, 1)
         assert case.attendance_deadline == date(2027, 6, 1)
         assert (
-            s.scalar(
-                select(func.count())
-                .select_from(OrderRecord)
-                .where(OrderRecord.applied_at.is_(None))
-            )
+            s.scalar(select(func.count()).select_from(OrderRecord).where(OrderRecord.applied_at.is_(None)))
             == 0
         )
 
@@ -147,11 +143,7 @@ def test_mail_from_stranger_is_quarantined(gw: Gateway) -> None:
 
 def test_order_by_mail_needs_allowed_sender(gw: Gateway) -> None:
     xml = factories.order_xml()
-    stranger = factories.mail(
-        sender="someone@example.net", subject="ordre", attachments=[("o.xml", xml)]
-    )
+    stranger = factories.mail(sender="someone@example.net", subject="ordre", attachments=[("o.xml", xml)])
     assert intake.process(gw, raw(gw, stranger, kind="email")).outcome == "quarantined"
-    police = factories.mail(
-        sender=factories.POLICE_SENDER, subject="ordre", attachments=[("o.xml", xml)]
-    )
+    police = factories.mail(sender=factories.POLICE_SENDER, subject="ordre", attachments=[("o.xml", xml)])
     assert intake.process(gw, raw(gw, police, kind="email")).outcome == "case"

@@ -41,9 +41,7 @@ starts = st.builds(
 )
 
 
-def run(
-    facts: CaseFacts, sequence: list[lc.Event]
-) -> list[tuple[CaseFacts, lc.Event, lc.Transition]]:
+def run(facts: CaseFacts, sequence: list[lc.Event]) -> list[tuple[CaseFacts, lc.Event, lc.Transition]]:
     trace = []
     for event in sequence:
         try:
@@ -94,9 +92,7 @@ def test_attended_as_required_never_leaves_an_attendance_notice_pending(
 
 @settings(max_examples=2000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_a_person_who_complied_is_never_sent_a_notice(
-    start: CaseFacts, sequence: list[lc.Event]
-) -> None:
+def test_a_person_who_complied_is_never_sent_a_notice(start: CaseFacts, sequence: list[lc.Event]) -> None:
     """If the person never missed anything, no notice exists at any point."""
     clean = [e for e in sequence if not isinstance(e, (lc.NoShow, lc.TestMissed))]
     for _before, _event, transition in run(start, clean):
@@ -106,9 +102,7 @@ def test_a_person_who_complied_is_never_sent_a_notice(
 
 @settings(max_examples=2000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_ended_cases_never_change_and_never_notify(
-    start: CaseFacts, sequence: list[lc.Event]
-) -> None:
+def test_ended_cases_never_change_and_never_notify(start: CaseFacts, sequence: list[lc.Event]) -> None:
     facts = start
     for _before, _event, transition in run(start, sequence):
         facts = transition.facts
@@ -123,9 +117,7 @@ def test_ended_cases_never_change_and_never_notify(
 
 @settings(max_examples=1000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_status_is_always_one_of_the_documented_states(
-    start: CaseFacts, sequence: list[lc.Event]
-) -> None:
+def test_status_is_always_one_of_the_documented_states(start: CaseFacts, sequence: list[lc.Event]) -> None:
     for _b, _e, transition in run(start, sequence):
         assert transition.facts.status in set(Status)
         assert transition.facts.attendances >= 0
@@ -145,9 +137,7 @@ def test_routine_no_show_then_confirm_then_delivered() -> None:
 
 
 def test_attending_after_a_no_show_cancels_the_draft() -> None:
-    facts = lc.apply(
-        lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)
-    ).facts
+    facts = lc.apply(lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
     t = lc.apply(facts, lc.Attended(D0 + timedelta(days=3)))
     assert t.facts.status is Status.FULFILLED
     assert any(isinstance(e, lc.CancelNotice) for e in t.effects)
@@ -169,9 +159,7 @@ def test_test_missed_needs_a_testing_condition() -> None:
 
 
 def test_resummons_after_no_show_withdraws_the_draft() -> None:
-    facts = lc.apply(
-        lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)
-    ).facts
+    facts = lc.apply(lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
     t = lc.apply(facts, lc.Summoned(D0 + timedelta(days=7)))
     assert t.facts.status is Status.SUMMONED
     assert t.facts.notice is notices.NoticeState.NONE
@@ -180,7 +168,9 @@ def test_resummons_after_no_show_withdraws_the_draft() -> None:
 
 @settings(max_examples=3000, deadline=None)
 @given(starts, st.lists(events, max_size=30))
-def test_an_unsent_notice_only_ever_carries_reportable_breaches(start: CaseFacts, sequence: list[lc.Event]) -> None:
+def test_an_unsent_notice_only_ever_carries_reportable_breaches(
+    start: CaseFacts, sequence: list[lc.Event]
+) -> None:
     for _b, _e, transition in run(start, sequence):
         facts = transition.facts
         if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):

@@ -48,9 +48,7 @@ def test_plain_letter() -> None:
 def test_letter_with_xml_and_pdf_attachments() -> None:
     message = letter()
     message.add_attachment(ORDER_XML, maintype="application", subtype="xml", filename="ordre.xml")
-    message.add_attachment(
-        b"%PDF-1.7\n", maintype="application", subtype="pdf", filename="brev.pdf"
-    )
+    message.add_attachment(b"%PDF-1.7\n", maintype="application", subtype="pdf", filename="brev.pdf")
     mail = parse(message)
     assert mail.xml_attachments == (ORDER_XML,)
     assert mail.other_attachments == ("brev.pdf",)
@@ -59,9 +57,7 @@ def test_letter_with_xml_and_pdf_attachments() -> None:
 
 def test_xml_found_by_name_and_by_namespace_sniff() -> None:
     message = letter()
-    message.add_attachment(
-        ORDER_XML, maintype="application", subtype="octet-stream", filename="ORDRE.XML"
-    )
+    message.add_attachment(ORDER_XML, maintype="application", subtype="octet-stream", filename="ORDRE.XML")
     message.add_attachment(ORDER_XML, maintype="application", subtype="octet-stream")
     message.add_attachment(b"\x00\x01", maintype="application", subtype="octet-stream")
     mail = parse(message)
@@ -286,10 +282,7 @@ def test_not_bytes_is_refused() -> None:
 
 def test_deeply_nested_multipart_does_not_escape_as_recursion_error() -> None:
     depth = 3000
-    parts = [
-        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
-        for i in range(depth)
-    ]
+    parts = [b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(depth)]
     closing = [b"\r\n--b%d--\r\n" % i for i in reversed(range(depth))]
     raw = (
         b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
@@ -372,7 +365,5 @@ def test_mutated_real_mails_give_content_or_mail_error(
     value=st.text(max_size=200),
 )
 def test_arbitrary_header_values_give_content_or_mail_error(header: str, value: str) -> None:
-    raw = f"{header}: {value}\r\nFrom: a@example.org\r\n\r\nbody\r\n".encode(
-        "utf-8", errors="surrogatepass"
-    )
+    raw = f"{header}: {value}\r\nFrom: a@example.org\r\n\r\nbody\r\n".encode("utf-8", errors="surrogatepass")
     _outcome(raw)

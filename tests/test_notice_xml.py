@@ -157,8 +157,7 @@ def test_repr_does_not_show_the_person() -> None:
 )
 def test_any_reasonable_description_builds_and_reads_back(description: str, count: int) -> None:
     breaches = tuple(
-        Breach("prove_ikke_tatt", date(2026, 5, 1) + timedelta(days=i), description)
-        for i in range(count)
+        Breach("prove_ikke_tatt", date(2026, 5, 1) + timedelta(days=i), description) for i in range(count)
     )
     root = read(build_notice_xml(make_doc(breaches=breaches)))
     assert texts(root, "m:Brudd/m:Beskrivelse") == [description] * count

@@ -182,9 +182,7 @@ def test_tilbakekall() -> None:
     assert order.remark is not None and order.remark.startswith("Påtaleavgjørelsen")
 
 
-@pytest.mark.parametrize(
-    "name", ["ny-voksen.xml", "ny-mindrearig.xml", "endring.xml", "tilbakekall.xml"]
-)
+@pytest.mark.parametrize("name", ["ny-voksen.xml", "ny-mindrearig.xml", "endring.xml", "tilbakekall.xml"])
 def test_json_round_trip(name: str) -> None:
     order = parse_order((EXAMPLES_DIR / name).read_bytes())
     text = order.to_json()
@@ -368,9 +366,7 @@ def test_ny_without_person_or_straffesak_or_vilkar() -> None:
 
 
 def test_endring_rules() -> None:
-    missing = mutate(
-        ENDRING, "<GjelderOrdreId>3f2b8c1e-7a4d-4e2b-9c61-0d5e8a7b1c20</GjelderOrdreId>", ""
-    )
+    missing = mutate(ENDRING, "<GjelderOrdreId>3f2b8c1e-7a4d-4e2b-9c61-0d5e8a7b1c20</GjelderOrdreId>", "")
     assert "GjelderOrdreId is required for endring" in reject(missing)
     same = mutate(
         ENDRING,
@@ -392,9 +388,7 @@ def test_endring_rules() -> None:
 
 def test_tilbakekall_needs_the_order_it_withdraws() -> None:
     data = (EXAMPLES_DIR / "tilbakekall.xml").read_bytes()
-    stripped = mutate(
-        data, "<GjelderOrdreId>8d0c6f4a-2b19-4c3e-a5d7-6e1f9b0a2c48</GjelderOrdreId>", ""
-    )
+    stripped = mutate(data, "<GjelderOrdreId>8d0c6f4a-2b19-4c3e-a5d7-6e1f9b0a2c48</GjelderOrdreId>", "")
     assert "GjelderOrdreId is required for tilbakekall" in reject(stripped)
 
 
@@ -545,9 +539,7 @@ def test_hostile_generated_inputs_are_refused(name: str) -> None:
 
 
 def test_size_limit_is_configurable() -> None:
-    assert reject(NY_VOKSEN, max_bytes=100) == (
-        f"document too large ({len(NY_VOKSEN)} bytes, limit 100)"
-    )
+    assert reject(NY_VOKSEN, max_bytes=100) == (f"document too large ({len(NY_VOKSEN)} bytes, limit 100)")
     assert "nested deeper than 2 levels" in reject(NY_VOKSEN, max_depth=2)
     assert parse_order(NY_VOKSEN, max_depth=4).order_id
 
@@ -556,8 +548,7 @@ def test_xinclude_is_not_processed(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPPHEMMELIG-INNHOLD")
     include = (
-        '<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" '
-        f'href="{secret.as_uri()}" parse="text"/>'
+        f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{secret.as_uri()}" parse="text"/>'
     )
     data = mutate(
         NY_VOKSEN,
@@ -767,9 +758,7 @@ def test_generated_valid_orders_parse_to_their_fields(
     length=st.integers(0, 8),
     replacement=st.binary(max_size=8),
 )
-def test_mutated_orders_give_an_order_or_a_safe_error(
-    position: int, length: int, replacement: bytes
-) -> None:
+def test_mutated_orders_give_an_order_or_a_safe_error(position: int, length: int, replacement: bytes) -> None:
     data = NY_VOKSEN[:position] + replacement + NY_VOKSEN[position + length :]
     try:
         order = parse_order(data)

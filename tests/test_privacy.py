@@ -174,9 +174,7 @@ def test_owner_and_group_access_is_allowed(key_file: Path, mode: int) -> None:
         ("russak-key-1:{short}\n", "holds 16 bytes"),
     ],
 )
-def test_malformed_key_files_never_echo_key_material(
-    tmp_path: Path, content: str, problem: str
-) -> None:
+def test_malformed_key_files_never_echo_key_material(tmp_path: Path, content: str, problem: str) -> None:
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     short = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode()
     path = write_key_file(tmp_path / "keys", content.format(key=key, short=short))
@@ -374,9 +372,7 @@ def test_type_decorators_round_trip_and_store_no_clear_text(cipher: Cipher, tmp_
 
 def test_type_decorators_in_core_tables(cipher: Cipher) -> None:
     metadata = MetaData()
-    table = Table(
-        "t", metadata, Column("id", Integer, primary_key=True), Column("v", EncryptedText)
-    )
+    table = Table("t", metadata, Column("id", Integer, primary_key=True), Column("v", EncryptedText))
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
     with engine.begin() as conn:
@@ -486,9 +482,7 @@ def test_uuids_are_kept(value: object) -> None:
 # --- logging ---------------------------------------------------------------------------
 
 
-def make_logger(
-    formatter: logging.Formatter, with_filter: bool
-) -> tuple[logging.Logger, io.StringIO]:
+def make_logger(formatter: logging.Formatter, with_filter: bool) -> tuple[logging.Logger, io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
@@ -596,9 +590,7 @@ def test_configure_logging_plain(
     logging.getLogger("gateway.test").debug("hidden")
     logging.getLogger("apscheduler.executors.default").info("Running job")
     out = stream.getvalue()
-    assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO gateway\.test: person \*{11}\n", out
-    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO gateway\.test: person \*{11}\n", out)
 
 
 def test_configure_logging_under_journald(

@@ -79,8 +79,12 @@ def test_legal_deadline_on_a_holiday_moves_to_the_next_working_day(gw: Gateway) 
 
 def test_clock_jumping_back_and_forth_never_doubles_a_reminder(gw: Gateway) -> None:
     new_case(gw)
-    for when in [datetime(2026, 12, 9, 8, tzinfo=UTC), datetime(2026, 12, 1, 8, tzinfo=UTC),
-                 datetime(2026, 12, 9, 8, tzinfo=UTC), datetime(2026, 12, 10, 8, tzinfo=UTC)]:
+    for when in [
+        datetime(2026, 12, 9, 8, tzinfo=UTC),
+        datetime(2026, 12, 1, 8, tzinfo=UTC),
+        datetime(2026, 12, 9, 8, tzinfo=UTC),
+        datetime(2026, 12, 10, 8, tzinfo=UTC),
+    ]:
         jump(gw, when)
         reminders.tick(gw)
     with gw.session() as s:

@@ -82,9 +82,7 @@ def spool(tmp_path: Path, clock: SimulatedClock) -> SpoolChannel:
     return SpoolChannel("spool", tmp_path, clock=clock)
 
 
-def notice(
-    key: str = "notice:7f3a", *, xml: bytes = b"<Melding/>", text: str = ""
-) -> OutboundMessage:
+def notice(key: str = "notice:7f3a", *, xml: bytes = b"<Melding/>", text: str = "") -> OutboundMessage:
     return OutboundMessage(
         key=key,
         kind="notice",
@@ -236,9 +234,7 @@ def test_poll_does_not_keep_state(spool: SpoolChannel) -> None:
     assert len(list(spool.poll(CURSOR))) == 1
 
 
-def test_oversized_file_is_truncated_and_rejected_on_ack(
-    tmp_path: Path, clock: SimulatedClock
-) -> None:
+def test_oversized_file_is_truncated_and_rejected_on_ack(tmp_path: Path, clock: SimulatedClock) -> None:
     channel = SpoolChannel("spool", tmp_path, clock=clock, max_bytes=16)
     data = b"<x>" + b"a" * 97
     drop_file(channel.inbox, "stor.xml", data)
@@ -302,9 +298,7 @@ def test_acknowledge_deletes_and_is_idempotent(spool: SpoolChannel) -> None:
     assert list(spool.poll(CURSOR)) == []
 
 
-def test_acknowledge_moves_to_processed_without_overwriting(
-    tmp_path: Path, clock: SimulatedClock
-) -> None:
+def test_acknowledge_moves_to_processed_without_overwriting(tmp_path: Path, clock: SimulatedClock) -> None:
     channel = SpoolChannel("spool", tmp_path, clock=clock, keep_processed=True)
     drop_file(channel.inbox, "ordre.xml", b"<first/>")
     (first,) = channel.poll(CURSOR)
@@ -451,9 +445,7 @@ def test_safe_name_is_a_safe_unique_file_name(key: str) -> None:
     assert not name.startswith(".")
     assert len(name) <= 111
     assert name == safe_name(key)
-    assert name.endswith(
-        "-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    )
+    assert name.endswith("-" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10])
 
 
 @given(a=st.text(min_size=1, max_size=30), b=st.text(min_size=1, max_size=30))
@@ -584,9 +576,7 @@ def test_disk_full_is_transient_and_leaves_no_temporary_file(
     assert spool.send(notice()).duplicate is False  # a retry later succeeds
 
 
-def test_error_messages_carry_no_file_names(
-    spool: SpoolChannel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_error_messages_carry_no_file_names(spool: SpoolChannel, monkeypatch: pytest.MonkeyPatch) -> None:
     fnr = synthetic_fnr()
     drop_file(spool.inbox, f"ordre-{fnr}.xml", ORDER)
     (message,) = spool.poll(CURSOR)
@@ -656,3 +646,23 @@ def test_modes_are_exact_whatever_the_umask(tmp_path: Path, clock: SimulatedCloc
     assert stat.S_IMODE(channel.outbox.stat().st_mode) == 0o700
     assert stat.S_IMODE((channel.root / receipt.reference).stat().st_mode) == 0o600
     assert stat.S_IMODE(dropped.stat().st_mode) == 0o600
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_swept_on_start(tmp_path: Path) -> None:
+    import os as _os
+    import time as _time
+
+    from gateway.clock import SystemClock
+
+    root = tmp_path / "spool"
+    root.mkdir()
+    first = SpoolChannel("spool", root, clock=SystemClock())
+    old = first.outbox / ".notice_x.xml.abcdef.tmp"
+    fresh = first.mail / ".m.eml.123456.tmp"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"partial")
+    an_hour_ago = _time.time() - 3600
+    _os.utime(old, (an_hour_ago, an_hour_ago))
+    SpoolChannel("spool", root, clock=SystemClock())
+    assert not old.exists()
+    assert fresh.exists()  # may belong to a write in progress

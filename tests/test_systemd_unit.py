@@ -162,9 +162,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # test environment, so only that path is swapped for one that exists.
     stand_in = shutil.which("true")
     assert stand_in is not None
-    text = UNIT.read_text(encoding="utf-8").replace(
-        "ExecStart=/usr/bin/russak ", f"ExecStart={stand_in} "
-    )
+    text = UNIT.read_text(encoding="utf-8").replace("ExecStart=/usr/bin/russak ", f"ExecStart={stand_in} ")
     copy = tmp_path / UNIT.name
     copy.write_text(text, encoding="utf-8")
     result = subprocess.run(
