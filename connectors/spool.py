@@ -299,7 +299,8 @@ class SpoolChannel:
             raise _channel_error(exc, "opening the spool root") from exc
         if not stat.S_ISDIR(root_info.st_mode):
             raise PermanentError("spool: the spool root is not a directory")
-        folders = [self.inbox, self.outbox, self.mail]
+        self.delivered = self.root / ".delivered"
+        folders = [self.inbox, self.outbox, self.mail, self.delivered]
         if keep_processed:
             folders.append(self.processed)
         try:
@@ -515,10 +516,24 @@ class SpoolChannel:
             duplicate=duplicate,
         )
 
+    def _delivered_before(self, marker: Path) -> bool:
+        """The file is still there, or the delivery index remembers it.
+
+        Whatever picks files up (the police's transfer, a mail relay) may move them
+        away at once; the index under ``.delivered/`` keeps "this key was delivered"
+        after that, so a resend after a crash still delivers nothing twice.
+        """
+        return _exists(marker) or _exists(self.delivered / marker.name)
+
+    def _remember_delivered(self, marker: Path) -> None:
+        fd = os.open(self.delivered / marker.name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        os.close(fd)
+        _fsync_dir(self.delivered)
+
     def _send_notice(self, message: OutboundMessage, stem: str) -> Receipt:
         marker = self.outbox / f"{stem}.xml"
         reference = f"outbox/{marker.name}"
-        if _exists(marker):
+        if self._delivered_before(marker):
             return self._receipt(reference, duplicate=True)
         document = next((a for a in message.attachments if _is_xml(a.content_type)), None)
         if document is None:
@@ -528,12 +543,13 @@ class SpoolChannel:
             text += "\n"
         _write_atomic(self.outbox / f"{stem}.txt", text.encode("utf-8"))
         _write_atomic(marker, document.data)  # last: its presence means "delivered"
+        self._remember_delivered(marker)
         return self._receipt(reference, duplicate=False)
 
     def _send_mail(self, message: OutboundMessage, stem: str) -> Receipt:
         target = self.mail / f"{stem}.eml"
         reference = f"mail/{target.name}"
-        if _exists(target):
+        if self._delivered_before(target):
             return self._receipt(reference, duplicate=True)
         if not message.recipients:
             raise PermanentError("spool: a mail needs at least one recipient")
@@ -543,6 +559,7 @@ class SpoolChannel:
             # The email library's text may quote header values; keep only the kind.
             raise PermanentError(f"spool: the mail could not be built ({type(exc).__name__})") from None
         _write_atomic(target, data)
+        self._remember_delivered(target)
         return self._receipt(reference, duplicate=False)
 
     def _build_mail(self, message: OutboundMessage, stem: str) -> EmailMessage:

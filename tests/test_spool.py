@@ -117,7 +117,7 @@ def files_in(folder: Path) -> list[str]:
 
 def test_creates_private_folders_only_as_needed(tmp_path: Path, clock: SimulatedClock) -> None:
     channel = SpoolChannel("spool", tmp_path, clock=clock)
-    assert files_in(tmp_path) == ["inbox", "mail", "outbox"]
+    assert files_in(tmp_path) == [".delivered", "inbox", "mail", "outbox"]
     for folder in (channel.inbox, channel.outbox, channel.mail):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     SpoolChannel("spool", tmp_path, clock=clock, keep_processed=True)
@@ -666,3 +666,26 @@ def test_stale_temporary_files_of_a_killed_writer_are_swept_on_start(tmp_path: P
     SpoolChannel("spool", root, clock=SystemClock())
     assert not old.exists()
     assert fresh.exists()  # may belong to a write in progress
+
+
+def test_a_resend_after_the_pickup_moved_the_file_still_delivers_nothing(tmp_path: Path) -> None:
+    from gateway.clock import SystemClock
+    from gateway.ports import Attachment, OutboundMessage
+
+    root = tmp_path / "spool"
+    root.mkdir()
+    channel = SpoolChannel("spool", root, clock=SystemClock())
+    notice = OutboundMessage(
+        key="notice:abc",
+        kind="notice",
+        recipients=("p@example.org",),
+        subject="s",
+        body="b",
+        attachments=(Attachment("m.xml", "application/xml", b"<x/>"),),
+    )
+    first = channel.send(notice)
+    for path in channel.outbox.iterdir():  # the police's transfer takes the files away
+        path.rename(tmp_path / path.name)
+    again = channel.send(notice)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert list(channel.outbox.iterdir()) == []
