@@ -86,10 +86,46 @@ def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: boo
     elif not db.schema_is_current(engine):
         engine.dispose()
         raise ConfigError(f"{settings.source}: the database schema is missing or old; run `russak migrate`")
-    return Gateway(
+    gateway = Gateway(
         settings=settings,
         engine=engine,
         sessions=db.session_factory(engine),
         clock=clock or SystemClock(),
         cipher=cipher,
     )
+    try:
+        check_key(gateway)
+    except ConfigError:
+        engine.dispose()
+        raise
+    return gateway
+
+
+KEY_CHECK = "key-check"
+_KEY_CHECK_TEXT = b"russak-gateway key check"
+
+
+def check_key(gw: Gateway) -> None:
+    """Refuse a key file that does not belong to this database.
+
+    The first start stores a value encrypted under the key; every later start must
+    decrypt it. Without this, a restored backup with the wrong key file (or a wrong
+    systemd credential) would start fine and fail on the first case it reads.
+    """
+    from gateway.models import GatewayMeta
+    from gateway.privacy import DecryptionError
+
+    with gw.session() as session:
+        row = session.get(GatewayMeta, KEY_CHECK)
+        if row is None:
+            session.add(GatewayMeta(name=KEY_CHECK, value=gw.cipher.encrypt(_KEY_CHECK_TEXT)))
+            return
+        try:
+            ok = gw.cipher.decrypt(row.value) == _KEY_CHECK_TEXT
+        except DecryptionError:
+            ok = False
+    if not ok:
+        raise ConfigError(
+            f"{gw.settings.source}: gateway.key_file: the key file does not belong to this database "
+            "(none of its keys decrypts the stored data); restore the matching key file"
+        )

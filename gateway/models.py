@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -335,3 +336,12 @@ class CaseStatistic(Base):
     notices_sent: Mapped[int] = mapped_column(Integer)
     days_to_first_meeting: Mapped[int | None] = mapped_column(Integer)
     purged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GatewayMeta(Base):
+    """Facts about this installation, e.g. a value encrypted under the key at setup,
+    so a key file that does not belong to this database is caught at start."""
+
+    __tablename__ = "gateway_meta"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)

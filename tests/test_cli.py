@@ -279,3 +279,18 @@ def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: P
         token = conn.execute(text("select national_id from persons")).scalar_one()
     engine.dispose()
     assert cipher.decrypt_text(bytes(token)) == nid  # written under the newest key
+
+
+def test_a_foreign_key_file_is_refused_at_start(cfg: Path, tmp_path: Path) -> None:
+    from gateway.privacy import generate_key_file
+
+    assert russak(cfg, "cases").returncode == 0  # the first start stored the key check
+    key = cfg.parent / "russak.key"
+    key.rename(tmp_path / "right.key")
+    generate_key_file(key)
+    result = russak(cfg, "run", "--once")
+    assert result.returncode == 2
+    assert "does not belong to this database" in result.stderr
+    key.unlink()
+    (tmp_path / "right.key").rename(key)
+    assert russak(cfg, "run", "--once").returncode == 0
