@@ -147,3 +147,53 @@ def test_order_by_mail_needs_allowed_sender(gw: Gateway) -> None:
     assert intake.process(gw, raw(gw, stranger, kind="email")).outcome == "quarantined"
     police = factories.mail(sender=factories.POLICE_SENDER, subject="ordre", attachments=[("o.xml", xml)])
     assert intake.process(gw, raw(gw, police, kind="email")).outcome == "case"
+
+
+# Nothing wedges the loop ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+OUTCOMES = {
+    "case",
+    "letter",
+    "parked",
+    "amended",
+    "withdrawn",
+    "duplicate",
+    "duplicate_order",
+    "quarantined",
+    "command",
+    "ignored",
+    "multiple",
+}
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    base = factories.order_xml()
+    return st.one_of(
+        st.binary(max_size=2000),
+        st.builds(
+            lambda cut, junk: base[:cut] + junk + base[cut:],
+            st.integers(0, len(base)),
+            st.binary(max_size=40),
+        ),
+        st.builds(lambda a, b: base[:a] + base[b:], st.integers(0, len(base)), st.integers(0, len(base))),
+        st.text(max_size=500).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_mutations(), kind=st.sampled_from(["xml", "email"]))
+def test_no_input_crashes_or_wedges_intake(gw_sqlite: Gateway, data: bytes, kind: str) -> None:
+    result = intake.process(gw_sqlite, raw(gw_sqlite, data, kind=kind))
+    assert result.outcome in OUTCOMES, result
+    if result.outcome == "quarantined":
+        assert result.reason
+
+
+def test_intake_carries_on_after_garbage(gw: Gateway) -> None:
+    for junk in (b"\x00\xff" * 100, b"<", b"From: x\n\n\xff\xfe", b""):
+        assert intake.process(gw, raw(gw, junk)).outcome == "quarantined"
+        assert intake.process(gw, raw(gw, junk + b" ", kind="email")).outcome in OUTCOMES
+    assert intake.process(gw, raw(gw, factories.order_xml())).outcome == "case"
