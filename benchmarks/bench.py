@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy  # noqa: E402
 from lxml import etree  # noqa: E402
-from sqlalchemy import event, insert  # noqa: E402
+from sqlalchemy import event, func, insert, select  # noqa: E402
 
 from gateway import digest, intake, reminders  # noqa: E402
 from gateway.app import Gateway, open_gateway  # noqa: E402
@@ -596,6 +596,102 @@ def bench_idle(report: Report, seconds: float, settle: float, base: Path | None)
 # ------------------------------------------------------------------------------------
 
 
+def _rss_kib() -> int:
+    return _status_kib(os.getpid(), "VmRSS")
+
+
+def bench_soak(report: Report, days: int, base: Path | None) -> None:
+    """A year of simulated days through the real daemon cycle, in this process.
+
+    Each working day one order arrives in the spool inbox, earlier cases are summoned
+    and attend (every fifth does not, and is notified), old cases are closed, and the
+    daily purge runs. Memory is read after a 30-day warm-up and at the end: resident
+    set size, and the number of objects the garbage collector tracks (a leak of
+    Python objects shows there long before it shows in RSS).
+    """
+    import gc
+
+    from connectors.spool import drop_file
+    from gateway import daemon, retention
+    from gateway.commands import Command, perform
+    from gateway.domain.lifecycle import TransitionError
+
+    section = f"d. soak, {days} simulated days in one process"
+    with scratch(base) as root:
+        clock = SimulatedClock(NOW)
+        gw = open_gateway(load_settings(write_config(root / "gw")), clock=clock, migrate=True)
+        inbox = gw.channel("spool").inbox  # builds the channel, which makes its folders
+        cycle_times: list[float] = []
+        warm: tuple[int, int] | None = None
+        middle: tuple[int, int] = (0, 0)
+        try:
+            for day in range(days):
+                today = local_today(clock.now())
+                if gw.calendar.is_working_day(today):
+                    birth = date(1990, 1, 1) + timedelta(days=day)
+                    drop_file(inbox, f"o{day}.xml", order_xml(first_name=f"P{day}", birth=birth))
+                started = time.perf_counter()
+                daemon.cycle(gw)
+                cycle_times.append(time.perf_counter() - started)
+                with gw.session() as session:
+                    for case in session.scalars(
+                        select(Case).where(Case.status.in_(("awaiting_summons", "summoned")))
+                    ):
+                        try:
+                            if case.status == "awaiting_summons":
+                                perform(
+                                    gw,
+                                    session,
+                                    case,
+                                    Command("summoned", on=today + timedelta(days=7)),
+                                    "bench",
+                                )
+                            elif case.next_meeting_at and case.next_meeting_at.date() <= today:
+                                verb = "no-show" if case.id % 5 == 0 else "attended"
+                                perform(gw, session, case, Command(verb, on=today), "bench")
+                        except TransitionError:
+                            pass
+                    for case in session.scalars(select(Case).where(Case.status == "noncompliant")):
+                        with contextlib.suppress(TransitionError):
+                            perform(gw, session, case, Command("send-notice"), "bench")
+                    for case in session.scalars(
+                        select(Case).where(Case.status.in_(("fulfilled", "notified")))
+                    ):
+                        if (today - case.created_at.date()).days > 60:
+                            perform(gw, session, case, Command("close", reason="prøvetid ute"), "bench")
+                retention.purge(gw)
+                clock.advance(timedelta(days=1))
+                if day == 30:
+                    gc.collect()
+                    warm = (_rss_kib(), len(gc.get_objects()))
+                if day == days // 2:
+                    gc.collect()
+                    middle = (_rss_kib(), len(gc.get_objects()))
+            gc.collect()
+            end = (_rss_kib(), len(gc.get_objects()))
+            with gw.session() as session:
+                open_cases = session.scalar(select(func.count()).select_from(Case)) or 0
+        finally:
+            gw.close()
+    assert warm is not None
+    report.add(
+        section,
+        "cycle (poll + intake + tick + dispatch), median",
+        f"{statistics.median(cycle_times) * 1000:.1f} ms",
+    )
+    report.add(section, "cases still stored at the end (purge after 90 days)", f"{open_cases}")
+    report.add(
+        section,
+        f"resident memory after 30 days -> {days // 2} days -> end",
+        f"{warm[0] / 1024:.1f} -> {middle[0] / 1024:.1f} -> {end[0] / 1024:.1f} MiB",
+    )
+    report.add(
+        section,
+        f"objects tracked by the GC after 30 days -> {days // 2} days -> end",
+        f"{warm[1]:,} -> {middle[1]:,} -> {end[1]:,}",
+    )
+
+
 def machine() -> str:
     return (
         f"{os.cpu_count()} CPUs ({platform.machine()}), {platform.system()} {platform.release()}, "
@@ -612,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after ready before sampling")
     parser.add_argument("--repeats", type=int, default=5, help="runs per timing (median reported)")
     parser.add_argument("--dir", type=Path, default=None, help="where temporary databases go")
+    parser.add_argument("--soak-days", type=int, default=365, help="simulated days for part d; 0 skips it")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     report = Report()
@@ -622,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_reminders(report, args.cases, args.repeats, args.dir)
     if args.idle_seconds > 0:
         bench_idle(report, args.idle_seconds, args.settle, args.dir)
+    if args.soak_days > 0:
+        bench_soak(report, args.soak_days, args.dir)
     print(machine())
     print(report.markdown() if args.markdown else report.table())
     return 0
