@@ -212,24 +212,26 @@ def _staff_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
 
 
 def _mail(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
-    if _staff_units(gw, mail.sender):
+    staff_sender = bool(_staff_units(gw, mail.sender))
+    orders = [x for x in mail.xml_attachments if looks_like_order(x)]
+    tagged = CASE_TAG.search(mail.subject or "") is not None
+    if staff_sender and (tagged or not orders):
         from gateway import commands
 
         return commands.handle(gw, session, mail, inbound)
     police_unit = _police_unit(gw, mail.sender)
-    orders = [x for x in mail.xml_attachments if looks_like_order(x)]
     if orders:
-        if police_unit is None:
-            raise _Quarantine("order by e-mail from a sender that is not an allowed police address")
+        # From the police, or forwarded by allow-listed staff (who may already confirm
+        # notices, so a forwarded order asks no more trust of them).
+        if police_unit is None and not staff_sender:
+            raise _Quarantine("order by e-mail from a sender that is not an allowed police or staff address")
         results = [_order_bytes(gw, session, x, inbound) for x in orders]
-        return (
-            results[0]
-            if len(results) == 1
-            else IntakeResult("multiple", reason="; ".join(r.describe() for r in results))
-        )
+        if len(results) == 1:
+            return results[0]
+        return IntakeResult("multiple", reason="; ".join(r.describe() for r in results))
     if police_unit is not None:
         return _letter(gw, session, mail, police_unit)
-    if CASE_TAG.search(mail.subject or ""):
+    if tagged:
         log.warning("intake: command-like mail from an address that is not allow-listed; ignored (no reply)")
         return IntakeResult("ignored", reason="command from an address that is not allow-listed")
     raise _Quarantine("mail is neither an order nor from an allowed police or staff address")

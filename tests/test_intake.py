@@ -197,3 +197,12 @@ def test_intake_carries_on_after_garbage(gw: Gateway) -> None:
         assert intake.process(gw, raw(gw, junk)).outcome == "quarantined"
         assert intake.process(gw, raw(gw, junk + b" ", kind="email")).outcome in OUTCOMES
     assert intake.process(gw, raw(gw, factories.order_xml())).outcome == "case"
+
+
+def test_order_forwarded_by_staff_is_taken_in(gw: Gateway) -> None:
+    forwarded = factories.mail(
+        sender=factories.STAFF,
+        subject="VS: Pålegg om oppmøte",
+        attachments=[("ordre.xml", factories.order_xml())],
+    )
+    assert intake.process(gw, raw(gw, forwarded, kind="email")).outcome == "case"
