@@ -186,9 +186,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader or a crash never sees a partial file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+def _write_atomic(path: Path, data: bytes, *, suffix: str = ".tmp") -> None:
+    """Write ``data`` to ``path`` so a reader or a crash never sees a partial file.
+
+    The data goes to a dot-file in the same folder (names a poll ignores), is synced,
+    and is renamed into place; the folder is synced so the rename survives power loss.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -239,22 +243,7 @@ def drop_file(inbox: Path, name: str, data: bytes) -> Path:
     target = Path(inbox) / name
     if _exists(target):
         raise FileExistsError(errno.EEXIST, "a file of that name is waiting in the inbox")
-    tmp = target.with_name(f".{name}.{secrets.token_hex(6)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _FILE_MODE)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            log.debug("could not remove a temporary spool file")
-        raise
-    _fsync_dir(target.parent)
+    _write_atomic(target, data, suffix=".part")
     return target
 
 

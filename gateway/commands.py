@@ -278,7 +278,7 @@ class Sheet:
 
 def case_sheet(case: Case) -> Sheet:
     person = case.person
-    name = f"{person.first_name or ''} {person.last_name or ''}".strip() if person else "(ikke registrert)"
+    name = person.full_name if person else "(ikke registrert)"
     return Sheet(
         number=case.number,
         status=case.status,
@@ -298,7 +298,5 @@ def case_sheet(case: Case) -> Sheet:
         ],
         tests=[(t.on, t.taken) for t in case.tests],
         notices=[(n.message_id, n.status) for n in case.notices],
-        guardians=[
-            f"{g.first_name or ''} {g.last_name or ''}".strip() for g in (person.guardians if person else [])
-        ],
+        guardians=[g.full_name for g in (person.guardians if person else [])],
     )

@@ -152,6 +152,11 @@ class Person(Base):
     email: Mapped[str | None] = mapped_column(EncryptedText)
 
     case: Mapped[Case] = relationship(back_populates="person")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name or ''} {self.last_name or ''}".strip()
+
     guardians: Mapped[list[Guardian]] = relationship(cascade="all, delete-orphan", order_by="Guardian.id")
 
 
@@ -164,6 +169,10 @@ class Guardian(Base):
     phone: Mapped[str | None] = mapped_column(EncryptedText)
     email: Mapped[str | None] = mapped_column(EncryptedText)
     address: Mapped[str | None] = mapped_column(EncryptedText)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name or ''} {self.last_name or ''}".strip()
 
 
 class Summons(Base):

@@ -29,7 +29,7 @@ def build_notice_message(
     unit = gw.settings.unit(case.unit.code)
     person = case.person
     assert person is not None and person.national_id is not None
-    name = f"{person.first_name or ''} {person.last_name or ''}".strip()
+    name = person.full_name
     from gateway.cases import breaches_of
 
     breaches = tuple(
