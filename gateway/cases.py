@@ -188,6 +188,27 @@ def _address_json(address: object | None) -> str | None:
     )
 
 
+def _new_case(gw: Gateway, session: Session, unit: UnitSettings, status: Status, **fields: object) -> Case:
+    """What every new case starts with: a number, its unit, the first-meeting target
+    in working days, and empty facts for the state machine."""
+    now = gw.clock.now()
+    today = local_today(now)
+    return Case(
+        number=next_case_number(session, today.year),
+        unit_id=unit_row(session, unit).id,
+        status=status.value,
+        created_at=now,
+        updated_at=now,
+        first_meeting_target=gw.calendar.add_working_days(
+            today, gw.settings.gateway.first_meeting_target_working_days
+        ),
+        open_no_shows=[],
+        open_tests_missed=[],
+        notice_state=notices.NoticeState.NONE.value,
+        **fields,
+    )
+
+
 def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: UnitSettings) -> Case:
     """A new case from a valid ``ny`` order (intake has checked it)."""
     assert order.person is not None
@@ -195,12 +216,11 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
     today = local_today(now)
     birth = order.person.birth_date or parse_identity_number(order.person.national_id).birth_date()
     deadline = gw.calendar.next_working_day(order.attendance_deadline) if order.attendance_deadline else None
-    case = Case(
-        number=next_case_number(session, today.year),
-        unit_id=unit_row(session, unit).id,
-        status=Status.AWAITING_SUMMONS.value,
-        created_at=now,
-        updated_at=now,
+    case = _new_case(
+        gw,
+        session,
+        unit,
+        Status.AWAITING_SUMMONS,
         order_id=order.order_id,
         sender_name=order.sender.name,
         sender_org_number=order.sender.org_number,
@@ -212,18 +232,12 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
         decided_on=order.decided_on,
         condition_end=order.condition_end,
         attendance_deadline=deadline,
-        first_meeting_target=gw.calendar.add_working_days(
-            today, gw.settings.gateway.first_meeting_target_working_days
-        ),
         minor=_minor(birth, order.reaction, today),
         remark=order.remark,
         required_attendances=order.required_attendances or 1,
         tests_required=order.testing.count if order.testing else 0,
         tests_from=order.testing.from_date if order.testing else None,
         tests_to=order.testing.to_date if order.testing else None,
-        open_no_shows=[],
-        open_tests_missed=[],
-        notice_state=notices.NoticeState.NONE.value,
     )
     p = order.person
     case.person = Person(
@@ -265,22 +279,13 @@ def open_letter_case(
     sender: str | None,
 ) -> Case:
     """A letter (no structured order) from an allowed police sender: staff complete it."""
-    now = gw.clock.now()
-    today = local_today(now)
-    case = Case(
-        number=next_case_number(session, today.year),
-        unit_id=unit_row(session, unit).id,
-        status=Status.NEEDS_REGISTRATION.value,
-        created_at=now,
-        updated_at=now,
+    case = _new_case(
+        gw,
+        session,
+        unit,
+        Status.NEEDS_REGISTRATION,
         suggestions=json.dumps(suggestions, ensure_ascii=False),
-        first_meeting_target=gw.calendar.add_working_days(
-            today, gw.settings.gateway.first_meeting_target_working_days
-        ),
         required_attendances=1,
-        open_no_shows=[],
-        open_tests_missed=[],
-        notice_state=notices.NoticeState.NONE.value,
     )
     session.add(case)
     session.flush()

@@ -235,8 +235,6 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         )
         log.info("command on %s rejected: %s", case.number, type(exc).__name__)
         return IntakeResult("command", case.number, "rejected")
-    except Exception:
-        raise
     if command.verb == "help":
         body = render("help.txt.j2", error=None)
     else:

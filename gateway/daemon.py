@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import intake, outbox, reminders, retention, sdnotify
@@ -312,8 +311,3 @@ class Daemon:
             scheduler.shutdown(wait=True)
             release_instance_lease(self.gw)
             log.info("russak-gateway stopped")
-
-
-def cursor_value(gw: Gateway, channel: str, key: str) -> str | None:
-    with gw.session() as session:
-        return session.scalar(select(Cursor.value).where(Cursor.channel == channel, Cursor.key == key))

@@ -13,7 +13,6 @@ fresh transaction instead of blocking the channel.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -50,12 +49,8 @@ class IntakeResult:
     reason: str | None = None
 
     def describe(self) -> str:
-        parts = [self.outcome]
-        if self.case_number:
-            parts.append(self.case_number)
-        if self.reason:
-            parts.append(self.reason)
-        return ": ".join(parts[:1]) + (" " + " ".join(parts[1:]) if len(parts) > 1 else "")
+        """``outcome[ CASE][ reason]``, as ``russak ingest`` and the log print it."""
+        return " ".join(p for p in (self.outcome, self.case_number, self.reason) if p)
 
 
 class _Quarantine(Exception):
@@ -319,10 +314,6 @@ def _apply_amendment(
     except TransitionError as exc:
         return IntakeResult("ignored", case.number, str(exc))
     return IntakeResult("amended", case.number)
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def suggestions_of(case: Case) -> dict[str, list[str]]:

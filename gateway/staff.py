@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from gateway.clock import local_today
 from gateway.models import Case, Notice, OutboxItem
 from gateway.ports import OutboundMessage
 from gateway.texts import nb_date, render
@@ -285,7 +284,3 @@ def reply(
         kind="reply",
         headers=headers,
     )
-
-
-def today(gw: Gateway) -> date:
-    return local_today(gw.clock.now())
