@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from gateway.app import Gateway, open_gateway
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.domain.identifiers import InvalidIdentityNumber
 from gateway.domain.lifecycle import Status, TransitionError
+from gateway.ports import Clock
 from gateway.privacy import configure_logging
 
 log = logging.getLogger("gateway.cli")
@@ -69,9 +71,17 @@ def guarded(func: F) -> F:
 
 
 class Context:
-    def __init__(self, config: str | None, log_level: str | None) -> None:
+    """What every command needs: the configuration path, the log level and the clock.
+
+    ``clock`` is the system clock in production; tests and tools that drive the CLI
+    in-process pass their own (``main(obj=clock)``), so nothing a command does depends
+    on the day the test happens to run.
+    """
+
+    def __init__(self, config: str | None, log_level: str | None, clock: Clock | None = None) -> None:
         self.config_path = _config_path(config)
         self.log_level = log_level
+        self.clock = clock
         self._settings: Settings | None = None
 
     def settings(self) -> Settings:
@@ -81,7 +91,7 @@ class Context:
         return self._settings
 
     def gateway(self, *, migrate: bool = False) -> Gateway:
-        return open_gateway(self.settings(), migrate=migrate)
+        return open_gateway(self.settings(), clock=self.clock, migrate=migrate)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -104,7 +114,7 @@ pass_ctx = click.make_pass_decorator(Context)
 def main(ctx: click.Context, config: str | None, log_level: str | None) -> None:
     """russak-gateway: police orders in, reminders and notices out."""
     os.umask(0o077)  # every file this tool makes (database, exports) is for its owner only
-    ctx.obj = Context(config, log_level)
+    ctx.obj = Context(config, log_level, clock=ctx.obj if isinstance(ctx.obj, Clock) else None)
 
 
 # init / migrate / run / demo --------------------------------------------------------------
@@ -614,7 +624,9 @@ def quarantine_retry(ctx: Context, entry_id: int) -> None:
             kind: Literal["xml", "email"] = "email" if inbound.kind == "email" else "xml"
             message = RawMessage(
                 channel=inbound.channel,
-                external_id=f"{inbound.external_id}#retry-q{entry_id}-{gw.clock.now().isoformat()}",
+                # A fresh id per attempt: two retries in the same second, or after the
+                # clock stepped back, must not collide with each other.
+                external_id=f"{inbound.external_id}#retry-q{entry_id}-{uuid.uuid4().hex}",
                 content=inbound.content,
                 kind=kind,
                 received_at=gw.clock.now(),

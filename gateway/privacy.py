@@ -486,6 +486,19 @@ def _stderr_is_journal() -> bool:
     return (info.st_dev, info.st_ino) == (device, inode)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now, not what it was at set-up, so a
+    command run in-process (tests, the demo) never logs into a closed stream."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Install the one stderr handler, redacting, with journald levels under systemd.
 
@@ -498,7 +511,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if _stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:

@@ -3,24 +3,53 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from datetime import date
+import time as wallclock
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.clock import SimulatedClock, local_today
 from tests import factories
+from tests.conftest import START
 
 RUSSAK = [sys.executable, "-m", "gateway"]
+# Every command runs in-process on the test's simulated clock (``main(obj=clock)``), so
+# no result depends on the day, hour or time zone the suite runs in.
+NUMBER = f"RUS-{local_today(START).year}-0001"
+MISSING = f"RUS-{local_today(START).year}-9999"
 
 
-def russak(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Russak = Callable[..., Ran]
+
+
+@pytest.fixture
+def russak(clock: SimulatedClock) -> Russak:
+    def run(cfg: Path, *args: str) -> Ran:
+        result = CliRunner().invoke(main, ["--config", str(cfg), *args], obj=clock)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Ran(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def russak_process(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in its own process (signals, ``python -m gateway``)."""
     return subprocess.run([*RUSSAK, "--config", str(cfg), *args], capture_output=True, text=True, timeout=60)
 
 
@@ -63,7 +92,7 @@ def test_bad_org_number_in_init_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_configuration_errors_exit_2_naming_file_and_key(tmp_path: Path, cfg: Path) -> None:
+def test_configuration_errors_exit_2_naming_file_and_key(tmp_path: Path, cfg: Path, russak: Russak) -> None:
     text = cfg.read_text().replace('org_number = "937000006"', 'org_number = "937000007"')
     bad = tmp_path / "bad.toml"
     bad.write_text(text)
@@ -76,7 +105,7 @@ def test_configuration_errors_exit_2_naming_file_and_key(tmp_path: Path, cfg: Pa
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
-def test_ingest_cases_case_show_and_reveal(cfg: Path, tmp_path: Path) -> None:
+def test_ingest_cases_case_show_and_reveal(cfg: Path, tmp_path: Path, russak: Russak) -> None:
     nid = factories.fnr(date(2009, 2, 3))
     order = tmp_path / "ordre.xml"
     order.write_bytes(factories.order_xml(national_id=nid, birth=date(2009, 2, 3), guardians=1))
@@ -86,7 +115,7 @@ def test_ingest_cases_case_show_and_reveal(cfg: Path, tmp_path: Path) -> None:
     )
     result = russak(cfg, "ingest", str(order), str(order), str(hostile))
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "ordre.xml: case RUS-2026-0001" or lines[0].startswith("ordre.xml: case RUS-")
+    assert lines[0] == f"ordre.xml: case {NUMBER}"
     assert lines[1].startswith("ordre.xml: duplicate")
     assert lines[2].startswith("hostile.xml: quarantined") and "DTD" in lines[2]
     assert result.returncode == 1  # something was quarantined
@@ -115,17 +144,20 @@ def test_ingest_cases_case_show_and_reveal(cfg: Path, tmp_path: Path) -> None:
     assert "revealed_identity" in actions and "quarantine_exported" in actions
 
 
-def test_record_events_and_outbox_json(cfg: Path, tmp_path: Path) -> None:
+def test_record_events_and_outbox_json(
+    cfg: Path, tmp_path: Path, russak: Russak, clock: SimulatedClock
+) -> None:
+    meeting = local_today(clock.now()) + timedelta(days=10)
     order = tmp_path / "o.xml"
     order.write_bytes(factories.order_xml())
     russak(cfg, "ingest", str(order))
     ok = russak(
         cfg,
         "record",
-        "RUS-2026-0001",
+        NUMBER,
         "summoned",
         "--date",
-        "2026-12-03",
+        meeting.isoformat(),
         "--time",
         "10:00",
         "--place",
@@ -133,12 +165,14 @@ def test_record_events_and_outbox_json(cfg: Path, tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert "summoned" in ok.stdout
-    assert russak(cfg, "record", "RUS-2026-0001", "no-show", "--date", "3.12.2026").returncode == 0
-    assert russak(cfg, "record", "RUS-2026-0001", "send-notice").returncode == 0
-    refused = russak(cfg, "record", "RUS-2026-0001", "send-notice")
+    clock.advance(timedelta(days=11))  # the meeting has passed
+    no_show_date = f"{meeting.day}.{meeting.month}.{meeting.year}"
+    assert russak(cfg, "record", NUMBER, "no-show", "--date", no_show_date).returncode == 0
+    assert russak(cfg, "record", NUMBER, "send-notice").returncode == 0
+    refused = russak(cfg, "record", NUMBER, "send-notice")
     assert refused.returncode == 1 and refused.stderr.startswith("russak: ")
-    assert russak(cfg, "record", "RUS-2026-9999", "attended").returncode == 1
-    assert russak(cfg, "record", "RUS-2026-0001", "summoned").returncode == 2  # needs --date
+    assert russak(cfg, "record", MISSING, "attended").returncode == 1
+    assert russak(cfg, "record", NUMBER, "summoned").returncode == 2  # needs --date
     rows = json.loads(russak(cfg, "outbox", "--json").stdout)
     assert {"id", "kind", "status", "case", "attempts"} <= set(rows[0])
     assert any(r["kind"] == "notice" and r["status"] == "pending" for r in rows)
@@ -149,7 +183,7 @@ def test_record_events_and_outbox_json(cfg: Path, tmp_path: Path) -> None:
     assert len(list((cfg.parent / "spool" / "outbox").glob("*.xml"))) == 1
 
 
-def test_daemon_runs_idles_and_stops_cleanly_on_sigterm(cfg: Path) -> None:
+def test_daemon_runs_idles_and_stops_cleanly_on_sigterm(cfg: Path, russak: Russak) -> None:
     inbox = cfg.parent / "spool" / "inbox"
     text = cfg.read_text().replace("poll_interval_seconds = 60", "poll_interval_seconds = 0.5")
     cfg.write_text(text)
@@ -158,11 +192,11 @@ def test_daemon_runs_idles_and_stops_cleanly_on_sigterm(cfg: Path) -> None:
         from connectors.spool import drop_file
 
         drop_file(inbox, "o.xml", factories.order_xml())
-        deadline = time.monotonic() + 30
-        while any(inbox.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        deadline = wallclock.monotonic() + 30
+        while any(inbox.iterdir()) and wallclock.monotonic() < deadline:
+            wallclock.sleep(0.2)
         assert not any(inbox.iterdir()), "the daemon did not take the order"
-        second = russak(cfg, "run", "--once")
+        second = russak_process(cfg, "run", "--once")
         assert second.returncode == 1 and "single-instance" in second.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -172,25 +206,24 @@ def test_daemon_runs_idles_and_stops_cleanly_on_sigterm(cfg: Path) -> None:
     assert "Traceback" not in err
 
 
-def test_purge_removes_personal_data_after_retention(cfg: Path, tmp_path: Path) -> None:
+def test_purge_removes_personal_data_after_retention(
+    cfg: Path, tmp_path: Path, russak: Russak, clock: SimulatedClock
+) -> None:
     nid = factories.fnr()
     order = tmp_path / "o.xml"
     order.write_bytes(factories.order_xml(national_id=nid))
     russak(cfg, "ingest", str(order))
-    russak(cfg, "record", "RUS-2026-0001", "close", "--reason", "flyttet")
+    russak(cfg, "record", NUMBER, "close", "--reason", "flyttet")
     assert "would purge 0 case(s)" in russak(cfg, "purge", "--dry-run").stdout
-    from datetime import UTC, datetime, timedelta
-
     from gateway import retention
     from gateway.app import open_gateway
-    from gateway.clock import SimulatedClock
     from gateway.config import load_settings
 
-    clock = SimulatedClock(datetime.now(UTC) + timedelta(days=91))
-    gw = open_gateway(load_settings(cfg), clock=clock)
+    later = SimulatedClock(clock.now() + timedelta(days=91))
+    gw = open_gateway(load_settings(cfg), clock=later)
     try:
         report = retention.purge(gw)
-        assert report.cases == ["RUS-2026-0001"]
+        assert report.cases == [NUMBER]
         from sqlalchemy import func, select
 
         from gateway.models import Case, CaseStatistic, InboundMessage, Person
@@ -207,13 +240,13 @@ def test_purge_removes_personal_data_after_retention(cfg: Path, tmp_path: Path) 
 
 
 def test_python_dash_m_gateway_is_the_cli() -> None:
-    result = subprocess.run(
-        [*RUSSAK, "--help"], capture_output=True, text=True, timeout=30, env={**os.environ}
-    )
+    result = subprocess.run([*RUSSAK, "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "russak-gateway" in result.stdout
 
 
-def test_quarantined_order_can_be_retried_after_the_config_is_fixed(cfg: Path, tmp_path: Path) -> None:
+def test_quarantined_order_can_be_retried_after_the_config_is_fixed(
+    cfg: Path, tmp_path: Path, russak: Russak
+) -> None:
     order = tmp_path / "o.xml"
     order.write_bytes(factories.order_xml(kommunenummer="4602"))  # not served yet
     first = russak(cfg, "ingest", str(order))
@@ -222,17 +255,20 @@ def test_quarantined_order_can_be_retried_after_the_config_is_fixed(cfg: Path, t
     cfg.write_text(cfg.read_text().replace('kommunenummer = ["4601"]', 'kommunenummer = ["4601", "4602"]'))
     retried = russak(cfg, "quarantine", "retry", "1")
     assert retried.returncode == 0, retried.stdout + retried.stderr
-    assert "case RUS-2026-0001" in retried.stdout
+    assert f"case {NUMBER}" in retried.stdout
     assert 1 not in [q["id"] for q in json.loads(russak(cfg, "quarantine", "--json").stdout)]
 
 
-def test_dead_letters_can_be_retried_or_dismissed(cfg: Path) -> None:
+def test_dead_letters_can_be_retried_or_dismissed(cfg: Path, russak: Russak, clock: SimulatedClock) -> None:
     from gateway import staff
     from gateway.app import open_gateway
+    from gateway.clock import OSLO
     from gateway.config import load_settings
     from gateway.models import OutboxItem
 
-    gw = open_gateway(load_settings(cfg))
+    # Before the day's digest time, so the cycle below sends only the two revived rows.
+    clock.set(datetime.combine(local_today(clock.now()), time(6, 0), tzinfo=OSLO))
+    gw = open_gateway(load_settings(cfg), clock=clock)
     try:
         with gw.session() as s:
             staff.send(gw, s, key="t:1", subject="x", body="y", unit_code="enhet")
@@ -251,7 +287,7 @@ def test_dead_letters_can_be_retried_or_dismissed(cfg: Path) -> None:
     assert russak(cfg, "doctor").returncode == 0
 
 
-def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: Path) -> None:
+def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: Path, russak: Russak) -> None:
     nid = factories.fnr()
     order = tmp_path / "o.xml"
     order.write_bytes(factories.order_xml(national_id=nid))
@@ -264,7 +300,7 @@ def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: P
     result = russak(cfg, "key", "reencrypt")
     assert result.returncode == 0 and "re-encrypted" in result.stdout
     # with only the newest and the original (hash) key left, everything still reads
-    shown = russak(cfg, "case", "show", "RUS-2026-0001", "--json", "--reveal")
+    shown = russak(cfg, "case", "show", NUMBER, "--json", "--reveal")
     assert json.loads(shown.stdout)["national_id"] == nid
     from gateway.privacy import Cipher, load_key_file
 
@@ -281,7 +317,7 @@ def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: P
     assert cipher.decrypt_text(bytes(token)) == nid  # written under the newest key
 
 
-def test_a_foreign_key_file_is_refused_at_start(cfg: Path, tmp_path: Path) -> None:
+def test_a_foreign_key_file_is_refused_at_start(cfg: Path, tmp_path: Path, russak: Russak) -> None:
     from gateway.privacy import generate_key_file
 
     assert russak(cfg, "cases").returncode == 0  # the first start stored the key check
