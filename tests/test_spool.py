@@ -79,7 +79,7 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def spool(tmp_path: Path, clock: SimulatedClock) -> SpoolChannel:
-    return SpoolChannel("spool", tmp_path, clock=clock)
+    return SpoolChannel("spool", tmp_path, clock=clock, settle_seconds=0)  # tests drop atomically
 
 
 def notice(key: str = "notice:7f3a", *, xml: bytes = b"<Melding/>", text: str = "") -> OutboundMessage:
@@ -198,13 +198,19 @@ def test_poll_is_oldest_first_then_by_name(spool: SpoolChannel) -> None:
 
 
 def test_poll_respects_settle_time(tmp_path: Path, clock: SimulatedClock) -> None:
-    channel = SpoolChannel("spool", tmp_path, clock=clock, settle_seconds=60)
+    """Changed on purpose: settling is measured by the monotonic clock between polls,
+    not by comparing file times with the wall clock (see test_spool_settle.py)."""
+    ticks = [0.0]
+    channel = SpoolChannel("spool", tmp_path, clock=clock, settle_seconds=60, monotonic=lambda: ticks[0])
     path = drop_file(channel.inbox, "ordre.xml", ORDER)
     assert list(channel.poll(CURSOR)) == []
     clock.advance(timedelta(hours=1))  # simulated time is not what settles a file
     assert list(channel.poll(CURSOR)) == []
     old = time.time() - 120
-    os.utime(path, (old, old))
+    os.utime(path, (old, old))  # an old mtime is no shortcut either: it is a change
+    ticks[0] = 59.0
+    assert list(channel.poll(CURSOR)) == []
+    ticks[0] = 59.0 + 60
     assert [m.external_id for m in channel.poll(CURSOR)] == [sha(ORDER)]
 
 
@@ -235,7 +241,7 @@ def test_poll_does_not_keep_state(spool: SpoolChannel) -> None:
 
 
 def test_oversized_file_is_truncated_and_rejected_on_ack(tmp_path: Path, clock: SimulatedClock) -> None:
-    channel = SpoolChannel("spool", tmp_path, clock=clock, max_bytes=16)
+    channel = SpoolChannel("spool", tmp_path, clock=clock, max_bytes=16, settle_seconds=0)
     data = b"<x>" + b"a" * 97
     drop_file(channel.inbox, "stor.xml", data)
     drop_file(channel.inbox, "liten.xml", b"<x/>")
@@ -274,7 +280,9 @@ def test_missing_inbox_is_permanent(spool: SpoolChannel) -> None:
 @given(content=st.binary(min_size=0, max_size=2048), eml=st.booleans())
 def test_poll_returns_content_exactly(content: bytes, eml: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        channel = SpoolChannel("spool", Path(tmp), clock=SimulatedClock(START), max_bytes=1024)
+        channel = SpoolChannel(
+            "spool", Path(tmp), clock=SimulatedClock(START), max_bytes=1024, settle_seconds=0
+        )
         drop_file(channel.inbox, "x.eml" if eml else "x.xml", content)
         (message,) = channel.poll(CURSOR)
         assert message.content == content[:1025]
@@ -299,7 +307,7 @@ def test_acknowledge_deletes_and_is_idempotent(spool: SpoolChannel) -> None:
 
 
 def test_acknowledge_moves_to_processed_without_overwriting(tmp_path: Path, clock: SimulatedClock) -> None:
-    channel = SpoolChannel("spool", tmp_path, clock=clock, keep_processed=True)
+    channel = SpoolChannel("spool", tmp_path, clock=clock, keep_processed=True, settle_seconds=0)
     drop_file(channel.inbox, "ordre.xml", b"<first/>")
     (first,) = channel.poll(CURSOR)
     channel.acknowledge(first)
@@ -379,12 +387,13 @@ def test_send_notice_writes_text_then_xml(
     message = notice(xml=b"<MeldingOmManglendeOppfyllelse/>")
     receipt = spool.send(message)
     stem = safe_name(message.key)
-    assert order == [f"{stem}.txt", f"{stem}.xml"]
+    # Changed on purpose: the manifest (.json) comes between the text and the marker.
+    assert order == [f"{stem}.txt", f"{stem}.json", f"{stem}.xml"]
     assert receipt.channel == "spool"
     assert receipt.reference == f"outbox/{stem}.xml"
     assert receipt.delivered_at == clock.now()
     assert receipt.duplicate is False
-    assert files_in(spool.outbox) == [f"{stem}.txt", f"{stem}.xml"]
+    assert files_in(spool.outbox) == [f"{stem}.json", f"{stem}.txt", f"{stem}.xml"]
     marker = spool.root / receipt.reference
     assert marker.read_bytes() == b"<MeldingOmManglendeOppfyllelse/>"
     text = (spool.outbox / f"{stem}.txt").read_text(encoding="utf-8")
@@ -562,13 +571,19 @@ def test_read_only_outbox_is_permanent(spool: SpoolChannel) -> None:
 def test_disk_full_is_transient_and_leaves_no_temporary_file(
     spool: SpoolChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(src: object, dst: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+    """Changed on purpose: the disk fills while the files are written (os.write), before
+    the delivery marker; a failure after the marker keeps the temporary files for the
+    resend to finish (test_spool_delivery.py)."""
 
-    monkeypatch.setattr(os, "replace", full)
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
     with pytest.raises(TransientError, match="ENOSPC") as info:
         spool.send(notice())
+    assert str(info.value) == ("spool: storage full writing outbox/ (ENOSPC); free space on the spool volume")
     assert files_in(spool.outbox) == []
+    assert files_in(spool.delivered) == []
     cause = info.value.__cause__
     assert isinstance(cause, OSError)
     assert cause.filename is None  # scrubbed: names may carry personal data
@@ -612,21 +627,21 @@ def test_acknowledge_leaves_a_file_swapped_for_a_copy(
     spool: SpoolChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same bytes, but a new file under the name between the check and the unlink."""
-    import connectors.spool as module
+    import connectors.spool.inbox as module
 
     path = drop_file(spool.inbox, "ordre.xml", ORDER)
     (message,) = spool.poll(CURSOR)
-    real_read = module._read_regular
+    real_read = module.read_fd
 
-    def read_then_swap(target: Path, limit: int) -> object:
-        found = real_read(target, limit)
-        twin = target.with_name(".twin")
+    def read_then_swap(fd: int, limit: int) -> bytes:
+        found = real_read(fd, limit)
+        twin = path.with_name(".twin")
         twin.write_bytes(ORDER)
-        os.replace(twin, target)
+        os.replace(twin, path)
         return found
 
     with monkeypatch.context() as patch:
-        patch.setattr(module, "_read_regular", read_then_swap)
+        patch.setattr(module, "read_fd", read_then_swap)
         spool.acknowledge(message)
     assert path.read_bytes() == ORDER  # left for the next poll, which sees a duplicate
     (again,) = spool.poll(CURSOR)
