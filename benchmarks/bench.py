@@ -8,7 +8,7 @@ Usage::
 Three questions, because the volume is small and the process runs for years:
 
 a. How far is intake from the bare floor? Orders per second through the real
-   ``gateway.intake.process`` (SQLite file, migrated, encryption, one transaction per
+   ``gateway.intake.pipeline.process`` (SQLite file, migrated, encryption, one transaction per
    message) against the same bytes parsed and XSD-validated by lxml plus the same
    number of rows inserted with one ``executemany``. Also, to show where the time
    goes: the safe reader alone, intake with ``synchronous=OFF`` (what the fsyncs
@@ -54,14 +54,16 @@ import sqlalchemy  # noqa: E402
 from lxml import etree  # noqa: E402
 from sqlalchemy import event, func, insert, select  # noqa: E402
 
-from gateway import digest, intake, reminders  # noqa: E402
-from gateway.app import Gateway, open_gateway  # noqa: E402
+from gateway.app import open_gateway  # noqa: E402
 from gateway.clock import OSLO, SimulatedClock, local_today  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
+from gateway.context import Gateway  # noqa: E402
+from gateway.intake import pipeline as intake  # noqa: E402
+from gateway.messages.orders import parse_order  # noqa: E402
 from gateway.models import Case, Meeting, Notice, OrderRecord, Summons, Unit  # noqa: E402
-from gateway.orders import parse_order  # noqa: E402
 from gateway.ports import RawMessage  # noqa: E402
 from gateway.privacy import Cipher  # noqa: E402
+from gateway.staff import digest, reminders  # noqa: E402
 from schemas import ORDER_NS, ORDER_XSD  # noqa: E402
 from tests.factories import UNIT_ORG, fnr, order_xml, write_config  # noqa: E402
 
@@ -322,7 +324,7 @@ def bench_intake(report: Report, n: int, repeats: int, base: Path | None) -> Non
     reader = median_time(repeats, lambda: None, lambda _: reader_only(orders))
     report.add(
         section,
-        "real intake (gateway.intake.process)",
+        "real intake (gateway.intake.pipeline.process)",
         f"{n / real:,.0f} orders/s ({1000 * real / n:.1f} ms each)",
     )
     report.add(
@@ -612,9 +614,10 @@ def bench_soak(report: Report, days: int, base: Path | None) -> None:
     import gc
 
     from connectors.spool import drop_file
-    from gateway import daemon, retention
-    from gateway.commands import Command, perform
+    from gateway.cases import retention
     from gateway.domain.lifecycle import TransitionError
+    from gateway.ops import daemon
+    from gateway.staff.commands import Command, perform
 
     section = f"d. soak, {days} simulated days in one process"
     with scratch(base) as root:

@@ -1,76 +1,27 @@
-"""The gateway's wiring object: settings, database, clock, calendar, channels.
+"""The wiring: opens the Gateway context and registers every handler.
 
-One ``Gateway`` is built per process (CLI command, daemon, demo, test) and passed
-explicitly to the services, which keeps every seam injectable: a test swaps the
-clock or a channel without patching globals.
+This is the one module above the services that knows them all. The case services,
+intake and the outbox tell what happened through ``gateway.effects`` and
+``Gateway.handlers``; here each kind of effect, each outbox message kind and staff
+mail is given to the part that reacts to it. So data flows one way (channel →
+intake → cases → outbox) and no lower part imports a higher one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
-
-from gateway import db
+from gateway import db, effects
+from gateway.cases import NoticeDelivery
 from gateway.clock import SystemClock
 from gateway.config import ConfigError, Settings
-from gateway.domain.calendar import WorkingCalendar
-from gateway.ports import Clock, InboundChannel, OutboundChannel
-from gateway.privacy import Cipher, KeyFileError, install_cipher, load_key_file
+from gateway.context import Gateway, Handlers
+from gateway.models import GatewayMeta
+from gateway.ports import Clock
+from gateway.privacy import DecryptionError, KeyFileError, install_cipher, load_key_file
+from gateway.staff import alerts, commands
 
 log = logging.getLogger(__name__)
-
-
-def host_name() -> str:
-    """This host's name, cut so an instance id fits the 64-character lease columns."""
-    return socket.gethostname()[:40]
-
-
-@dataclass
-class Gateway:
-    settings: Settings
-    engine: Engine
-    sessions: db.SessionFactory
-    clock: Clock
-    cipher: Cipher
-    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
-    instance_id: str = field(default_factory=lambda: f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-    _channels: dict[str, Any] = field(default_factory=dict)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with db.session_scope(self.sessions) as session:
-            yield session
-
-    def channel(self, name: str) -> Any:
-        """The connector instance for a configured channel, built once, lazily."""
-        if name not in self._channels:
-            from gateway.registry import build_channel
-
-            self._channels[name] = build_channel(self.settings, self.settings.channel(name), self.clock)
-        return self._channels[name]
-
-    def inbound_channels(self) -> list[InboundChannel]:
-        return [self.channel(c.name) for c in self.settings.channels if c.inbound]
-
-    def outbound_channel(self, name: str) -> OutboundChannel:
-        channel: OutboundChannel = self.channel(name)
-        return channel
-
-    def close(self) -> None:
-        for channel in self._channels.values():
-            closer = getattr(channel, "close", None)
-            if callable(closer):
-                closer()
-        self.engine.dispose()
 
 
 def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Gateway:
@@ -92,6 +43,7 @@ def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: boo
         sessions=db.session_factory(engine),
         clock=clock or SystemClock(),
         cipher=cipher,
+        handlers=wire(),
     )
     try:
         check_key(gateway)
@@ -112,9 +64,6 @@ def check_key(gw: Gateway) -> None:
     decrypt it. Without this, a restored backup with the wrong key file (or a wrong
     systemd credential) would start fine and fail on the first case it reads.
     """
-    from gateway.models import GatewayMeta
-    from gateway.privacy import DecryptionError
-
     with gw.session() as session:
         row = session.get(GatewayMeta, KEY_CHECK)
         if row is None:
@@ -129,3 +78,27 @@ def check_key(gw: Gateway) -> None:
             f"{gw.settings.source}: gateway.key_file: the key file does not belong to this database "
             "(none of its keys decrypts the stored data); restore the matching key file"
         )
+
+
+def wire() -> Handlers:
+    """Who reacts to what: the one place that connects the layers upwards."""
+    handlers = Handlers()
+    handlers.on(effects.CaseOpened, lambda gw, s, e: alerts.alert_new_case(gw, s, e.case))
+    handlers.on(effects.LetterReceived, lambda gw, s, e: alerts.alert_needs_registration(gw, s, e.case))
+    handlers.on(
+        effects.SamePersonFound, lambda gw, s, e: alerts.alert_same_person(gw, s, e.case, list(e.others))
+    )
+    handlers.on(effects.CaseWithdrawn, lambda gw, s, e: alerts.alert_withdrawn(gw, s, e.case))
+    handlers.on(effects.CaseAmended, lambda gw, s, e: alerts.alert_amended(gw, s, e.case))
+    handlers.on(effects.NoticeDrafted, lambda gw, s, e: alerts.alert_notice_drafted(gw, s, e.case, e.notice))
+    handlers.on(effects.NoticeSent, lambda gw, s, e: alerts.alert_notice_sent(gw, s, e.case, e.notice))
+    handlers.on(effects.NoticeFailed, lambda gw, s, e: alerts.alert_notice_failed(gw, s, e.case, e.reason))
+    handlers.on(
+        effects.Quarantined, lambda gw, s, e: alerts.alert_quarantine(gw, s, e.entry_id, e.channel, e.reason)
+    )
+    handlers.delivery["notice"] = NoticeDelivery()
+    staff_mail = alerts.StaffMailDelivery()
+    for kind in ("alert", "digest", "reply"):
+        handlers.delivery[kind] = staff_mail
+    handlers.staff_mail = commands.handle
+    return handlers

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from gateway.domain.notices import BreachFact
 from gateway.privacy import EncryptedBytes, EncryptedText
 
 NAMING = {
@@ -225,6 +226,10 @@ class Notice(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     receipt: Mapped[str | None] = mapped_column(String(500))
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
+
+    def breach_facts(self) -> tuple[BreachFact, ...]:
+        """The breaches this notice carries, as the domain rules see them."""
+        return tuple(BreachFact(b["type"], date.fromisoformat(b["on"])) for b in self.breaches)  # type: ignore[arg-type]
 
 
 class OutboxItem(Base):

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import Gateway, open_gateway
+from gateway.app import open_gateway
 from gateway.clock import SimulatedClock
 from gateway.config import load_settings
+from gateway.context import Gateway
 from tests.factories import write_config
 
 PG_URL = os.environ.get("RUSSAK_TEST_POSTGRES_URL")

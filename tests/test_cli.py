@@ -215,8 +215,8 @@ def test_purge_removes_personal_data_after_retention(
     russak(cfg, "ingest", str(order))
     russak(cfg, "record", NUMBER, "close", "--reason", "flyttet")
     assert "would purge 0 case(s)" in russak(cfg, "purge", "--dry-run").stdout
-    from gateway import retention
     from gateway.app import open_gateway
+    from gateway.cases import retention
     from gateway.config import load_settings
 
     later = SimulatedClock(clock.now() + timedelta(days=91))
@@ -260,11 +260,11 @@ def test_quarantined_order_can_be_retried_after_the_config_is_fixed(
 
 
 def test_dead_letters_can_be_retried_or_dismissed(cfg: Path, russak: Russak, clock: SimulatedClock) -> None:
-    from gateway import staff
     from gateway.app import open_gateway
     from gateway.clock import OSLO
     from gateway.config import load_settings
     from gateway.models import OutboxItem
+    from gateway.staff import mailer as staff
 
     # Before the day's digest time, so the cycle below sends only the two revived rows.
     clock.set(datetime.combine(local_today(clock.now()), time(6, 0), tzinfo=OSLO))

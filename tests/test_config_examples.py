@@ -35,9 +35,9 @@ from gateway.config import (
 )
 from gateway.db import make_engine
 from gateway.domain.identifiers import is_valid_org_number
+from gateway.ops.setup import initialise
 from gateway.privacy import Cipher, active_cipher, install_cipher
 from gateway.registry import build_channel
-from gateway.setup import initialise
 from tests.conftest import START
 
 ROOT = Path(__file__).resolve().parent.parent

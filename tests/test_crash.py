@@ -43,11 +43,12 @@ from sqlalchemy import select
 
 from connectors.spool import drop_file, safe_name
 from gateway import cases as svc
-from gateway.app import Gateway, open_gateway
+from gateway.app import open_gateway
 from gateway.clock import local_today
-from gateway.commands import Command, perform
 from gateway.config import load_settings
+from gateway.context import Gateway
 from gateway.models import Case, Notice, OutboxItem
+from gateway.staff.commands import Command, perform
 from tests.factories import fnr, order_xml, write_config
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,9 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from gateway import intake
-from gateway.app import Gateway
+from gateway.context import Gateway
+from gateway.intake import letters
+from gateway.intake import pipeline as intake
 from gateway.models import Case, InboundMessage, OrderRecord, OutboxItem, QuarantineEntry
 from gateway.ports import RawMessage
 from tests import factories
@@ -123,7 +124,7 @@ def test_letter_from_police_needs_registration_with_suggestions(gw: Gateway) -> 
     with gw.session() as s:
         case = s.scalars(select(Case)).one()
         assert case.status == "needs_registration"
-        suggestions = intake.suggestions_of(case)
+        suggestions = letters.suggestions_of(case)
     assert suggestions["national_ids"] == [nid]
     assert "24817395" in suggestions["case_references"]
     assert "1.12.2028" in suggestions["dates"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.mail import BODY_LIMIT, MailContent, MailError, parse_mail
+from gateway.messages.mail import BODY_LIMIT, MailContent, MailError, parse_mail
 from schemas import EXAMPLES_DIR
 
 ORDER_XML = (EXAMPLES_DIR / "ny-voksen.xml").read_bytes()

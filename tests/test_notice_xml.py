@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from gateway.delivery.notice_xml import Breach, NoticeDocument, SummonsRecord, build_notice_xml
 from gateway.domain.identifiers import synthetic_identity_number
-from gateway.notice_xml import Breach, NoticeDocument, SummonsRecord, build_notice_xml
-from gateway.orders import load_schema, safe_parser
+from gateway.messages.orders import load_schema, safe_parser
 from schemas import NOTICE_NS, NOTICE_XSD
 
 NATIONAL_ID = synthetic_identity_number(date(1994, 5, 14), 100)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.domain.identifiers import org_number_with_check, synthetic_identity_number
-from gateway.orders import (
+from gateway.messages.orders import (
     Order,
     OrderError,
     load_schema,
@@ -618,7 +618,7 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from pathlib import Path
 from lxml import etree
-from gateway.orders import OrderError, parse_order, safe_parser
+from gateway.messages.orders import OrderError, parse_order, safe_parser
 hostile = sorted(Path(sys.argv[1]).glob("*.xml"))
 docs = [p.read_bytes() for p in hostile]
 docs.append(b"<a>" * 100_000 + b"</a>" * 100_000)

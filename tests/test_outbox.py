@@ -12,11 +12,12 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from gateway import outbox, staff
-from gateway.app import Gateway
+from gateway.context import Gateway
+from gateway.delivery import outbox
+from gateway.delivery.retry import backoff
 from gateway.models import Notice, OutboxItem
 from gateway.ports import OutboundMessage, PermanentError, Receipt, TransientError
-from gateway.retry import backoff
+from gateway.staff import mailer as staff
 from tests.test_routine import do, new_case, notice_files
 
 

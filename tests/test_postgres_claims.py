@@ -27,17 +27,20 @@ import pytest
 from sqlalchemy import func, select
 
 from connectors.spool import safe_name
-from gateway import cases, intake, outbox
-from gateway.app import Gateway, open_gateway
+from gateway import cases
+from gateway.app import open_gateway
 from gateway.clock import SimulatedClock
 from gateway.config import load_settings
-from gateway.daemon import (
+from gateway.context import Gateway
+from gateway.delivery import outbox
+from gateway.intake import pipeline as intake
+from gateway.models import Case, InboundMessage, Lease, OutboxItem
+from gateway.ops.daemon import (
     LEASE_TTL,
     AlreadyRunning,
     acquire_instance_lease,
     release_instance_lease,
 )
-from gateway.models import Case, InboundMessage, Lease, OutboxItem
 from gateway.ports import OutboundMessage, RawMessage, Receipt
 from tests import factories
 from tests.conftest import build_gateway
@@ -366,8 +369,8 @@ def test_postgres_lets_a_second_instance_run_without_stealing_the_lease(
 
 
 def test_poll_lease_is_taken_over_from_a_dead_process_at_once(gw: Gateway) -> None:
-    from gateway.app import host_name
-    from gateway.daemon import try_lease
+    from gateway.context import host_name
+    from gateway.ops.daemon import try_lease
 
     with gw.session() as s:  # a crashed daemon on this host left its poll lease behind
         s.add(

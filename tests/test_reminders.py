@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 
-from gateway import reminders
-from gateway.app import Gateway
+from gateway.context import Gateway
 from gateway.models import OutboxItem
+from gateway.staff import reminders
 from tests.test_routine import do, new_case
 
 

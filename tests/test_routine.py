@@ -16,13 +16,15 @@ from lxml import etree
 from sqlalchemy import select
 
 import schemas
-from gateway import cases, intake, outbox
-from gateway.app import Gateway
+from gateway import cases
 from gateway.clock import SimulatedClock
-from gateway.commands import Command, perform
+from gateway.context import Gateway
+from gateway.delivery import outbox
 from gateway.domain.lifecycle import TransitionError
+from gateway.intake import pipeline as intake
 from gateway.models import Case, Notice, OutboxItem
 from gateway.ports import RawMessage
+from gateway.staff.commands import Command, perform
 from tests import factories
 from tests.conftest import START, build_gateway
 
@@ -128,7 +130,7 @@ def test_auto_policy_sends_after_working_days(
         number = new_case(gw)
         do(gw, number, "summoned", on=date(2026, 11, 24))
         do(gw, number, "no-show", on=date(2026, 11, 24))
-        from gateway import reminders
+        from gateway.staff import reminders
 
         reminders.tick(gw)
         outbox.dispatch_due(gw)

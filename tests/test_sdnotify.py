@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import sdnotify
+from gateway.ops import sdnotify
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="systemd is Linux only")
 

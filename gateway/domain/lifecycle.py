@@ -22,50 +22,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date
-from enum import StrEnum
 
 from gateway.domain import notices
+from gateway.domain.facts import ENDED, CaseFacts, Status
 
-
-class Status(StrEnum):
-    NEEDS_REGISTRATION = "needs_registration"
-    AWAITING_SUMMONS = "awaiting_summons"
-    SUMMONED = "summoned"
-    FULFILLED = "fulfilled"
-    NONCOMPLIANT = "noncompliant"
-    NOTIFIED = "notified"
-    WITHDRAWN = "withdrawn"
-    CLOSED = "closed"
-
-
-ENDED = frozenset({Status.WITHDRAWN, Status.CLOSED})
+__all__ = ["ENDED", "CaseFacts", "Status", "TransitionError", "apply", "settle"]
 
 
 class TransitionError(ValueError):
     """The event is not allowed in the case's current state (Norwegian message)."""
-
-
-@dataclass(frozen=True)
-class CaseFacts:
-    """Everything the rules need to know about a case, and nothing personal."""
-
-    status: Status
-    required_attendances: int = 1
-    attendances: int = 0
-    tests_required: int = 0
-    tests_taken: int = 0
-    no_shows: tuple[date, ...] = ()
-    tests_missed: tuple[date, ...] = ()
-    notice: notices.NoticeState = notices.NoticeState.NONE
-    notice_breaches: tuple[notices.BreachFact, ...] = ()
-
-    @property
-    def attendance_fulfilled(self) -> bool:
-        return self.attendances >= self.required_attendances
-
-    @property
-    def tests_fulfilled(self) -> bool:
-        return self.tests_taken >= self.tests_required
 
 
 # Events -------------------------------------------------------------------------

@@ -14,29 +14,9 @@ stops being reportable once the required number of tests has been taken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from gateway.domain.facts import BreachFact, BreachType, CaseFacts, NoticeState
 
-if TYPE_CHECKING:
-    from gateway.domain.lifecycle import CaseFacts
-
-
-class NoticeState(StrEnum):
-    NONE = "none"
-    DRAFT = "draft"
-    QUEUED = "queued"
-    SENT = "sent"
-
-
-BreachType = Literal["ikke_mott", "prove_ikke_tatt"]
-
-
-@dataclass(frozen=True)
-class BreachFact:
-    type: BreachType
-    on: date
+__all__ = ["BreachFact", "BreachType", "NoticeState", "may_send", "reportable_breaches"]
 
 
 _ENDED = frozenset({"withdrawn", "closed", "needs_registration"})

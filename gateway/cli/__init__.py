@@ -21,8 +21,9 @@ from typing import Any, Literal, TypeVar
 import click
 from sqlalchemy import select
 
-from gateway.app import Gateway, open_gateway
+from gateway.app import open_gateway
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.context import Gateway
 from gateway.domain.identifiers import InvalidIdentityNumber
 from gateway.domain.lifecycle import Status, TransitionError
 from gateway.ports import Clock
@@ -135,7 +136,7 @@ def init(
     staff: tuple[str, ...],
 ) -> None:
     """Write a working embedded-default setup in DIR (config, key, SQLite, spool)."""
-    from gateway.setup import initialise
+    from gateway.ops.setup import initialise
 
     made = initialise(
         directory,
@@ -164,7 +165,7 @@ def migrate(ctx: Context) -> None:
 @guarded
 def run(ctx: Context, once: bool) -> None:
     """Run the gateway daemon."""
-    from gateway import daemon
+    from gateway.ops import daemon
 
     gw = ctx.gateway(migrate=True)
     try:
@@ -196,7 +197,7 @@ def run(ctx: Context, once: bool) -> None:
 @guarded
 def demo(keep: Path | None) -> None:
     """Months of case life on sample orders, with a simulated clock, in seconds."""
-    from gateway.demo import run_demo
+    from gateway.ops.demo import run_demo
 
     run_demo(keep)
 
@@ -214,7 +215,7 @@ def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
     """Feed files (*.xml, *.eml) through intake as the spool channel would."""
     import hashlib
 
-    from gateway import intake
+    from gateway.intake import pipeline as intake
     from gateway.ports import RawMessage
 
     gw = ctx.gateway()
@@ -315,8 +316,8 @@ def case() -> None:
 def case_show(ctx: Context, case_id: str, as_json: bool, reveal: bool) -> None:
     """Show a case sheet (the identity number only with --reveal)."""
     from gateway import cases as svc
-    from gateway.commands import case_sheet
-    from gateway.intake import suggestions_of
+    from gateway.intake.letters import suggestions_of
+    from gateway.staff.sheet import case_sheet
 
     gw = ctx.gateway()
     with gw.session() as session:
@@ -379,8 +380,8 @@ def record(
     """Record an event on a case."""
     from gateway import cases as svc
     from gateway.clock import local_today
-    from gateway.commands import Command, perform
     from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
+    from gateway.staff.commands import Command, perform
 
     gw = ctx.gateway()
     try:
@@ -607,8 +608,8 @@ def quarantine_export(ctx: Context, entry_id: int, out: Path) -> None:
 @guarded
 def quarantine_retry(ctx: Context, entry_id: int) -> None:
     """Run a quarantined message through intake again (after fixing the cause)."""
-    from gateway import intake
     from gateway.cases import audit
+    from gateway.intake import pipeline as intake
     from gateway.models import InboundMessage, QuarantineEntry
     from gateway.ports import RawMessage
 
@@ -738,7 +739,7 @@ def key_reencrypt(ctx: Context) -> None:
 @guarded
 def purge(ctx: Context, dry_run: bool) -> None:
     """Remove personal data of cases past the retention time."""
-    from gateway import retention
+    from gateway.cases import retention
 
     gw = ctx.gateway()
     try:

@@ -19,18 +19,18 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
-from gateway import intake, outbox, reminders, retention, sdnotify
-from gateway.app import host_name
+from gateway.cases import retention
 from gateway.clock import OSLO
+from gateway.context import Gateway, host_name
+from gateway.delivery import outbox
+from gateway.intake import pipeline as intake
 from gateway.models import Cursor, Lease
+from gateway.ops import sdnotify
 from gateway.ports import ChannelError, InboundChannel
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.staff import reminders
 
 log = logging.getLogger(__name__)
 

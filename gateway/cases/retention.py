@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.clock import local_today
+from gateway.context import Gateway
 from gateway.models import (
     AuditEntry,
     Case,
@@ -28,9 +28,6 @@ from gateway.models import (
     OutboxItem,
     QuarantineEntry,
 )
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import cases, staff
+from gateway import cases
 from gateway.clock import OSLO, local_today
+from gateway.context import Gateway
 from gateway.models import Case, Meeting, Notice, OrderRecord, OutboxItem, Summons
+from gateway.staff import digest
+from gateway.staff.mailer import alert
 from gateway.texts import nb_date
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +218,7 @@ def tick(gw: Gateway) -> TickReport:
                 if item.key in sent:
                     continue
                 case = session.get(Case, item.case_id) if item.case_id else None
-                alerted = staff.alert(
+                alerted = alert(
                     gw,
                     session,
                     item.key,
@@ -230,8 +229,6 @@ def tick(gw: Gateway) -> TickReport:
                     actions=item.actions,
                 )
                 report.reminders += int(alerted)
-    from gateway import digest
-
     report.digests = digest.enqueue_due(gw, now)
     if report.reminders or report.auto_notices or report.digests:
         log.info(

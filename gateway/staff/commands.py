@@ -14,22 +14,21 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, time
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from gateway import cases, staff
+from gateway import cases
 from gateway.clock import local_today
+from gateway.context import Gateway
 from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
 from gateway.domain.lifecycle import TransitionError
-from gateway.mail import MailContent
+from gateway.messages.mail import MailContent
+from gateway.messages.results import CASE_TAG, IntakeResult
 from gateway.models import Case, InboundMessage
 from gateway.privacy import redact
+from gateway.staff.mailer import reply
+from gateway.staff.sheet import case_sheet
 from gateway.texts import render
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-    from gateway.intake import IntakeResult
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +179,6 @@ def _first_line(body: str) -> str:
 
 def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
     """A mail from an allow-listed staff address."""
-    from gateway.intake import CASE_TAG, IntakeResult
-
     assert mail.sender is not None
     key = f"reply:{inbound.id}"
     subject = mail.subject or ""
@@ -195,13 +192,13 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
             if _norm(line).startswith(("HJELP", "HELP"))
             else "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].",
         )
-        staff.reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
+        reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
         return IntakeResult("command", reason="help sent")
     try:
         case = cases.get_case(session, tag.group(1))
     except cases.CaseNotFound:
         body = render("help.txt.j2", error=f"Fant ingen sak {tag.group(1).upper()}.")
-        staff.reply(
+        reply(
             gw,
             session,
             key,
@@ -223,7 +220,7 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         confirmation = perform(gw, session, case, command, mail.sender)
     except (CommandError, TransitionError) as exc:
         body = render("help.txt.j2", error=str(exc))
-        staff.reply(
+        reply(
             gw,
             session,
             key,
@@ -239,7 +236,7 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         body = render("help.txt.j2", error=None)
     else:
         body = render("case_sheet.txt.j2", confirmation=confirmation, sheet=case_sheet(case))
-    staff.reply(
+    reply(
         gw,
         session,
         key,
@@ -250,51 +247,3 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         mail.message_id,
     )
     return IntakeResult("command", case.number, command.verb)
-
-
-@dataclass(frozen=True)
-class Sheet:
-    """The case sheet for staff: everything useful, never the identity number."""
-
-    number: str
-    status: str
-    name: str
-    minor: bool
-    case_reference: str | None
-    reaction: str | None
-    condition_end: date | None
-    attendance_deadline: date | None
-    first_meeting_target: date | None
-    required_attendances: int
-    attendances: int
-    tests_required: int
-    meetings: list[tuple[date, str | None, str]]
-    tests: list[tuple[date, bool]]
-    notices: list[tuple[str, str]]
-    guardians: list[str]
-
-
-def case_sheet(case: Case) -> Sheet:
-    person = case.person
-    name = person.full_name if person else "(ikke registrert)"
-    return Sheet(
-        number=case.number,
-        status=case.status,
-        name=name or "(ukjent)",
-        minor=case.minor,
-        case_reference=case.case_reference,
-        reaction=case.reaction,
-        condition_end=case.condition_end,
-        attendance_deadline=case.attendance_deadline,
-        first_meeting_target=case.first_meeting_target,
-        required_attendances=case.required_attendances,
-        attendances=case.attendances,
-        tests_required=case.tests_required,
-        meetings=[
-            (m.starts_on, f"{m.starts_at:%H:%M}" if m.starts_at else None, m.outcome or "avtalt")
-            for m in case.meetings
-        ],
-        tests=[(t.on, t.taken) for t in case.tests],
-        notices=[(n.message_id, n.status) for n in case.notices],
-        guardians=[g.full_name for g in (person.guardians if person else [])],
-    )

@@ -7,15 +7,11 @@ tools. The identity number is only in the XML, never in the subject or text.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from gateway.context import Gateway
+from gateway.delivery.notice_xml import Breach, NoticeDocument, SummonsRecord, build_notice_xml
 from gateway.models import Case, Notice
-from gateway.notice_xml import Breach, NoticeDocument, SummonsRecord, build_notice_xml
 from gateway.ports import Attachment, OutboundMessage
 from gateway.texts import nb_date, render
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 BREACH_TEXT = {
     "ikke_mott": "Møtte ikke til samtale i rådgivende enhet for russaker.",
@@ -30,10 +26,8 @@ def build_notice_message(
     person = case.person
     assert person is not None and person.national_id is not None
     name = person.full_name
-    from gateway.cases import breaches_of
-
     breaches = tuple(
-        Breach(type=b.type, on=b.on, description=BREACH_TEXT[b.type]) for b in breaches_of(notice)
+        Breach(type=b.type, on=b.on, description=BREACH_TEXT[b.type]) for b in notice.breach_facts()
     )
     summonses = tuple(SummonsRecord(on=s.sent_on, channel=s.channel) for s in case.summonses)
     sent = gw.clock.now()

@@ -9,18 +9,15 @@ moment or two instances run.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import staff
 from gateway.clock import OSLO
+from gateway.context import Gateway
 from gateway.models import Case, OutboxItem, QuarantineEntry, Unit
+from gateway.staff.mailer import send
 from gateway.texts import render
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 ACTIVE = (
     "needs_registration",
@@ -43,7 +40,7 @@ def enqueue_due(gw: Gateway, now: datetime) -> int:
             if session.scalar(select(OutboxItem.id).where(OutboxItem.key == key)) is not None:
                 continue
             body = render_digest(gw, session, unit.code, local.date())
-            if staff.send(
+            if send(
                 gw,
                 session,
                 key=key,

@@ -7,9 +7,12 @@ sends outside any transaction, and records the receipt in a new one. A dispatche
 killed mid-send leaves a lease that expires, and the row is sent again with the same
 idempotency key, which every channel honours: at least once, effect once.
 
-A notice is checked once more against ``gateway.domain.notices.may_send`` in the
-claiming transaction, so a case that has since been fulfilled, withdrawn or closed
-never reaches the police.
+The outbox knows message kinds, not cases: for each claimed row it asks the
+handler registered for its kind (``Gateway.handlers.delivery``) whether it may
+still go, in the claiming transaction, and tells it of the delivery or the dead
+letter. For notices that handler is the case services' last gate
+(``gateway.domain.notices.may_send``), so a case that has since been fulfilled,
+withdrawn or closed never reaches the police.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.models import Case, Notice, OutboxItem
+from gateway.context import Gateway
+from gateway.delivery.retry import backoff
+from gateway.models import OutboxItem
 from gateway.ports import (
     Attachment,
     ChannelError,
@@ -34,10 +38,6 @@ from gateway.ports import (
     Receipt,
     TransientError,
 )
-from gateway.retry import backoff
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,6 @@ def _claim_one(gw: Gateway, session: Session, now: datetime) -> OutboxItem | Non
 
 def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = None) -> DispatchStats:
     """Send what is due, one row at a time, until nothing is due or ``limit`` is hit."""
-    from gateway import cases  # the notice side effects live with the case services
-
     stats = DispatchStats()
     for _ in range(limit):
         now = gw.clock.now()
@@ -187,7 +185,7 @@ def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = N
             item = _claim_one(gw, session, now)
             if item is None:
                 break
-            if item.payload is None or (item.kind == "notice" and not cases.notice_may_go(gw, session, item)):
+            if item.payload is None or not gw.handlers.for_delivery(item.kind).may_send(gw, session, item):
                 item.status = "cancelled"
                 item.lease_until = None
                 stats.cancelled += 1
@@ -216,8 +214,6 @@ def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = N
 
 
 def _record_sent(gw: Gateway, item_id: int, receipt: Receipt) -> None:
-    from gateway import cases
-
     with gw.session() as session:
         item = session.get_one(OutboxItem, item_id)
         item.status = "sent"
@@ -231,8 +227,7 @@ def _record_sent(gw: Gateway, item_id: int, receipt: Receipt) -> None:
             receipt.channel,
             " (already delivered earlier)" if receipt.duplicate else "",
         )
-        if item.kind == "notice" and item.notice_id is not None:
-            cases.notice_delivered(gw, session, session.get_one(Notice, item.notice_id), item.receipt)
+        gw.handlers.for_delivery(item.kind).delivered(gw, session, item, receipt)
 
 
 def _record_transient(gw: Gateway, item_id: int, exc: TransientError, rng: random.Random | None) -> None:
@@ -268,15 +263,8 @@ def _record_dead(gw: Gateway, item_id: int, reason: str) -> None:
 
 
 def _make_dead(gw: Gateway, session: Session, item: OutboxItem, reason: str) -> None:
-    from gateway import cases, staff
-
     item.status = "dead"
     item.lease_until = None
     item.last_error = reason[:500]
     log.error("outbox %s (%s) is a dead letter: %s", item.id, item.kind, reason)
-    if item.kind == "notice" and item.notice_id is not None:
-        cases.notice_failed(gw, session, session.get_one(Notice, item.notice_id), reason)
-    elif item.kind != "alert" or not item.key.startswith("dead:"):
-        # Tell staff, except about a failing alert about a failure (no alert loops).
-        case = session.get(Case, item.case_id) if item.case_id else None
-        staff.alert_dead_letter(gw, session, item, case, reason)
+    gw.handlers.for_delivery(item.kind).failed(gw, session, item, reason)

@@ -24,7 +24,7 @@ from typing import Any, cast
 import lxml.html
 from lxml import etree
 
-from gateway.orders import looks_like_order
+from gateway.messages.orders import looks_like_order
 
 __all__ = ["MailContent", "MailError", "parse_mail"]
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from lxml import etree
 
 from gateway.domain.identifiers import is_valid_identity_number, is_valid_org_number
-from gateway.orders import load_schema, schema_errors
+from gateway.messages.orders import load_schema, schema_errors
 from schemas import NOTICE_NS, NOTICE_XSD
 
 __all__ = ["Breach", "BreachType", "NoticeDocument", "SummonsRecord", "build_notice_xml"]

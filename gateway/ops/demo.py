@@ -23,12 +23,14 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from gateway import cases, daemon, samples
-from gateway.app import Gateway, open_gateway
+from gateway import cases, samples
+from gateway.app import open_gateway
 from gateway.clock import SimulatedClock, local_today
 from gateway.config import load_settings
+from gateway.context import Gateway
 from gateway.models import Case, OutboxItem, QuarantineEntry
-from gateway.setup import initialise
+from gateway.ops import daemon
+from gateway.ops.setup import initialise
 
 START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday 08:00 in Oslo
 DAYS = 120

@@ -1,0 +1,148 @@
+"""What staff and the prosecuting authority do to an open case after it is opened:
+summons and meetings, attendance, tests, the notice's confirmation, closing,
+withdrawal and amendment. Each goes through ``apply_event``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+from sqlalchemy.orm import Session
+
+from gateway.cases.records import current_notice
+from gateway.cases.transitions import apply_event, route
+from gateway.clock import OSLO, local_today
+from gateway.context import Gateway
+from gateway.domain import lifecycle
+from gateway.domain.lifecycle import TransitionError
+from gateway.effects import CaseAmended, CaseWithdrawn
+from gateway.messages.orders import Order
+from gateway.models import Case, DrugTest, Meeting, Notice, Summons
+
+
+def _meeting_at(on: date, at: time | None) -> datetime | None:
+    if at is None:
+        return None
+    return datetime.combine(on, at, tzinfo=OSLO)
+
+
+def summon(
+    gw: Gateway,
+    session: Session,
+    case: Case,
+    meeting_on: date,
+    at: time | None,
+    place: str | None,
+    actor: str,
+    channel: str = "brev",
+) -> Meeting:
+    """Written summons sent today; a meeting is booked (a re-summons after a no-show too)."""
+    for open_meeting in case.meetings:
+        if open_meeting.outcome is None:
+            open_meeting.outcome = "cancelled"
+            open_meeting.outcome_on = local_today(gw.clock.now())
+    apply_event(
+        gw,
+        session,
+        case,
+        lifecycle.Summoned(meeting_on),
+        actor,
+        f"meeting {meeting_on.isoformat()}",
+    )
+    meeting = Meeting(
+        case_id=case.id, starts_on=meeting_on, starts_at=_meeting_at(meeting_on, at), place=place
+    )
+    case.meetings.append(meeting)
+    session.flush()
+    case.summonses.append(
+        Summons(
+            case_id=case.id,
+            sent_on=local_today(gw.clock.now()),
+            channel=channel,
+            meeting_id=meeting.id,
+        )
+    )
+    case.next_meeting_at = meeting.starts_at or datetime.combine(meeting_on, time(0), tzinfo=OSLO)
+    return meeting
+
+
+def _close_meeting(gw: Gateway, case: Case, on: date, outcome: str) -> None:
+    open_meetings = [m for m in case.meetings if m.outcome is None]
+    meeting = open_meetings[-1] if open_meetings else None
+    if meeting is None:
+        meeting = Meeting(case_id=case.id, starts_on=on)
+        case.meetings.append(meeting)
+    meeting.outcome, meeting.outcome_on = outcome, on
+    case.next_meeting_at = None
+
+
+def attended(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
+    apply_event(gw, session, case, lifecycle.Attended(on), actor)
+    _close_meeting(gw, case, on, "attended")
+
+
+def no_show(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
+    apply_event(gw, session, case, lifecycle.NoShow(on), actor)
+    _close_meeting(gw, case, on, "no_show")
+
+
+def test_taken(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
+    apply_event(gw, session, case, lifecycle.TestTaken(on), actor)
+    case.tests.append(DrugTest(case_id=case.id, on=on, taken=True))
+
+
+def test_missed(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
+    apply_event(gw, session, case, lifecycle.TestMissed(on), actor)
+    case.tests.append(DrugTest(case_id=case.id, on=on, taken=False))
+
+
+def confirm_notice(gw: Gateway, session: Session, case: Case, actor: str) -> Notice:
+    draft = current_notice(case, "draft")
+    if draft is None:
+        raise TransitionError("Det finnes ikke noe utkast til varsel å sende.")
+    route(gw, case)  # refuse early if the notice cannot be routed
+    draft.confirmed_by, draft.confirmed_at = actor, gw.clock.now()
+    apply_event(gw, session, case, lifecycle.ConfirmNotice(), actor)
+    return draft
+
+
+def close(gw: Gateway, session: Session, case: Case, reason: str, actor: str) -> None:
+    case.close_reason = reason[:200]
+    apply_event(gw, session, case, lifecycle.Closed(reason), actor, reason)
+    for meeting in case.meetings:
+        if meeting.outcome is None:
+            meeting.outcome = "cancelled"
+    case.next_meeting_at = None
+
+
+def withdraw(gw: Gateway, session: Session, case: Case, order_id: str) -> None:
+    case.close_reason = "tilbakekalt av påtalemyndigheten"
+    apply_event(gw, session, case, lifecycle.Withdrawn(), "system:intake", f"order {order_id}")
+    for meeting in case.meetings:
+        if meeting.outcome is None:
+            meeting.outcome = "cancelled"
+    case.next_meeting_at = None
+    gw.emit(session, CaseWithdrawn(case))
+
+
+def amend(gw: Gateway, session: Session, case: Case, order: Order) -> None:
+    """An ``endring``: the newest conditions win; the state machine re-derives status."""
+    if order.condition_end:
+        case.condition_end = order.condition_end
+    if order.attendance_deadline:
+        case.attendance_deadline = gw.calendar.next_working_day(order.attendance_deadline)
+    if order.testing:
+        case.tests_from, case.tests_to = order.testing.from_date, order.testing.to_date
+    if order.case_reference:
+        case.case_reference = order.case_reference
+    if order.remark:
+        case.remark = order.remark
+    apply_event(
+        gw,
+        session,
+        case,
+        lifecycle.Amended(order.required_attendances, order.testing.count if order.testing else None),
+        "system:intake",
+        f"order {order.order_id}",
+    )
+    gw.emit(session, CaseAmended(case))

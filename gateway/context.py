@@ -1,0 +1,124 @@
+"""The Gateway context every service is handed: settings, database, clock, cipher,
+calendar, channels, and the handlers ``gateway.app`` wired in.
+
+One ``Gateway`` is built per process (CLI command, daemon, demo, test) and passed
+explicitly, which keeps every seam injectable: a test swaps the clock or a channel
+without patching globals. It lives low in the layering (it knows no service), so
+every layer can take it as a parameter; ``gateway.app`` builds it and registers the
+handlers through which lower layers tell higher ones what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from gateway import db
+from gateway.config import Settings
+from gateway.domain.calendar import WorkingCalendar
+from gateway.messages.mail import MailContent
+from gateway.messages.results import IntakeResult
+from gateway.models import InboundMessage, OutboxItem
+from gateway.ports import Clock, InboundChannel, OutboundChannel, Receipt
+from gateway.privacy import Cipher
+from gateway.registry import build_channel
+
+E = TypeVar("E")
+
+
+def host_name() -> str:
+    """This host's name, cut so an instance id fits the 64-character lease columns."""
+    return socket.gethostname()[:40]
+
+
+class DeliveryHandler(Protocol):
+    """What the outbox asks and tells about one kind of message (``notice``, ``reply``…).
+
+    The outbox knows message kinds, not cases: whoever owns a kind decides whether a
+    claimed row may still go, and what a delivery or a dead letter means.
+    """
+
+    def may_send(self, gw: Gateway, session: Session, item: OutboxItem) -> bool: ...
+
+    def delivered(self, gw: Gateway, session: Session, item: OutboxItem, receipt: Receipt) -> None: ...
+
+    def failed(self, gw: Gateway, session: Session, item: OutboxItem, reason: str) -> None: ...
+
+
+StaffMailHandler = Callable[["Gateway", Session, MailContent, InboundMessage], IntakeResult]
+
+
+class UnhandledEffect(RuntimeError):
+    """An effect or message kind reached the wiring with no handler registered."""
+
+
+@dataclass
+class Handlers:
+    """The registry ``gateway.app`` fills (see ``gateway.effects``); one per Gateway."""
+
+    effects: dict[type, list[Callable[[Any, Session, Any], None]]] = field(default_factory=dict)
+    delivery: dict[str, DeliveryHandler] = field(default_factory=dict)
+    staff_mail: StaffMailHandler | None = None
+
+    def on(self, kind: type[E], handler: Callable[[Gateway, Session, E], None]) -> None:
+        self.effects.setdefault(kind, []).append(handler)
+
+    def for_delivery(self, kind: str) -> DeliveryHandler:
+        try:
+            return self.delivery[kind]
+        except KeyError:
+            raise UnhandledEffect(f"no delivery handler registered for outbox kind {kind!r}") from None
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    engine: Engine
+    sessions: db.SessionFactory
+    clock: Clock
+    cipher: Cipher
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
+    instance_id: str = field(default_factory=lambda: f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    handlers: Handlers = field(default_factory=Handlers)
+    _channels: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with db.session_scope(self.sessions) as session:
+            yield session
+
+    def emit(self, session: Session, effect: object) -> None:
+        """Hand ``effect`` to every handler registered for its type, in this transaction."""
+        handlers = self.handlers.effects.get(type(effect))
+        if not handlers:
+            raise UnhandledEffect(f"no handler registered for {type(effect).__name__}")
+        for handler in handlers:
+            handler(self, session, effect)
+
+    def channel(self, name: str) -> Any:
+        """The connector instance for a configured channel, built once, lazily."""
+        if name not in self._channels:
+            self._channels[name] = build_channel(self.settings, self.settings.channel(name), self.clock)
+        return self._channels[name]
+
+    def inbound_channels(self) -> list[InboundChannel]:
+        return [self.channel(c.name) for c in self.settings.channels if c.inbound]
+
+    def outbound_channel(self, name: str) -> OutboundChannel:
+        channel: OutboundChannel = self.channel(name)
+        return channel
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            closer = getattr(channel, "close", None)
+            if callable(closer):
+                closer()
+        self.engine.dispose()

@@ -1,0 +1,70 @@
+"""Which door a mail goes through: staff command, order, police letter, or none.
+
+Staff mail is handed to the handler ``gateway.app`` registered
+(``Gateway.handlers.staff_mail``, the staff commands), so intake never imports the
+staff package; orders and letters stay in intake.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from gateway.config import Unit as UnitSettings
+from gateway.context import Gateway, UnhandledEffect
+from gateway.intake.letters import take_letter
+from gateway.intake.orders import take_order
+from gateway.intake.quarantine import Quarantine
+from gateway.messages.mail import MailContent
+from gateway.messages.orders import looks_like_order
+from gateway.messages.results import CASE_TAG, IntakeResult
+from gateway.models import InboundMessage
+
+log = logging.getLogger(__name__)
+
+
+def _police_unit(gw: Gateway, sender: str | None) -> UnitSettings | None:
+    """The unit whose police district lists this sender (address or @domain)."""
+    if not sender:
+        return None
+    sender = sender.lower()
+    for unit in gw.settings.units:
+        for district in unit.police:
+            for allowed in district.sender_addresses:
+                allowed = allowed.lower()
+                if sender == allowed or (allowed.startswith("@") and sender.endswith(allowed)):
+                    return unit
+    return None
+
+
+def _staff_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
+    if not sender:
+        return []
+    return [u for u in gw.settings.units if sender.lower() in u.staff]
+
+
+def route_mail(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
+    staff_sender = bool(_staff_units(gw, mail.sender))
+    orders = [x for x in mail.xml_attachments if looks_like_order(x)]
+    tagged = CASE_TAG.search(mail.subject or "") is not None
+    if staff_sender and (tagged or not orders):
+        if gw.handlers.staff_mail is None:
+            raise UnhandledEffect("no handler registered for staff mail")
+        return gw.handlers.staff_mail(gw, session, mail, inbound)
+    police_unit = _police_unit(gw, mail.sender)
+    if orders:
+        # From the police, or forwarded by allow-listed staff (who may already confirm
+        # notices, so a forwarded order asks no more trust of them).
+        if police_unit is None and not staff_sender:
+            raise Quarantine("order by e-mail from a sender that is not an allowed police or staff address")
+        results = [take_order(gw, session, x, inbound) for x in orders]
+        if len(results) == 1:
+            return results[0]
+        return IntakeResult("multiple", reason="; ".join(r.describe() for r in results))
+    if police_unit is not None:
+        return take_letter(gw, session, mail, police_unit)
+    if tagged:
+        log.warning("intake: command-like mail from an address that is not allow-listed; ignored (no reply)")
+        return IntakeResult("ignored", reason="command from an address that is not allow-listed")
+    raise Quarantine("mail is neither an order nor from an allowed police or staff address")

@@ -1,0 +1,2 @@
+"""Running the gateway: the daemon (scheduler, signals, leases), systemd notification,
+first-time set-up and the demo."""

@@ -1,0 +1,118 @@
+"""Mail to staff: the one way alerts, reminders, digests and command replies are sent.
+
+Everything here goes through the outbox with a dedupe key, so an alert is sent once
+however often the code that raises it runs. Subjects carry the case number in
+brackets (``[RUS-2026-0042]``) so a reply lands as a command on the right case, and
+never a name or identity number; bodies of alerts and digests carry no personal
+data either (staff ask for the case sheet with STATUS when they need it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy.orm import Session
+
+from gateway.context import Gateway
+from gateway.delivery import outbox
+from gateway.models import Case
+from gateway.ports import OutboundMessage
+from gateway.texts import render
+
+log = logging.getLogger(__name__)
+
+FOOTER_HINT = (
+    "Svar på denne e-posten med en kommando på første linje (for eksempel «INNKALT 3.12 10:00 Kontoret»). "
+    "Skriv HJELP for å få alle kommandoene."
+)
+
+
+def _recipients_for(gw: Gateway, case: Case | None, unit_code: str | None = None) -> tuple[str, ...]:
+    if case is not None:
+        return tuple(gw.settings.unit(case.unit.code).staff)
+    if unit_code is not None:
+        return tuple(gw.settings.unit(unit_code).staff)
+    seen: dict[str, None] = {}
+    for unit in gw.settings.units:
+        for address in unit.staff:
+            seen.setdefault(address, None)
+    return tuple(seen)
+
+
+def send(
+    gw: Gateway,
+    session: Session,
+    *,
+    key: str,
+    subject: str,
+    body: str,
+    case: Case | None = None,
+    recipients: Sequence[str] | None = None,
+    unit_code: str | None = None,
+    kind: str = "alert",
+    headers: dict[str, str] | None = None,
+) -> bool:
+    """Enqueue one staff mail; False when the key was already used (sent once)."""
+    to = tuple(recipients) if recipients else _recipients_for(gw, case, unit_code)
+    if case is not None and f"[{case.number}]" not in subject:
+        subject = f"[{case.number}] {subject}"
+    message = OutboundMessage(
+        key=key, kind="mail", recipients=to, subject=subject, body=body, headers=headers or {}
+    )
+    item = outbox.enqueue(
+        gw,
+        session,
+        message,
+        kind=kind,
+        channel=gw.settings.gateway.staff_channel,
+        case_id=case.id if case else None,
+    )
+    return item is not None
+
+
+def alert(
+    gw: Gateway,
+    session: Session,
+    key: str,
+    subject: str,
+    headline: str,
+    *,
+    case: Case | None = None,
+    lines: Iterable[str] = (),
+    actions: Iterable[str] = (),
+    unit_code: str | None = None,
+) -> bool:
+    body = render(
+        "alert.txt.j2",
+        headline=headline,
+        case=case,
+        lines=list(lines),
+        actions=list(actions),
+        hint=FOOTER_HINT if case is not None else "",
+    )
+    return send(gw, session, key=key, subject=subject, body=body, case=case, unit_code=unit_code)
+
+
+def reply(
+    gw: Gateway,
+    session: Session,
+    key: str,
+    to: str,
+    subject: str,
+    body: str,
+    case: Case | None,
+    in_reply_to: str | None,
+) -> None:
+    headers = {"In-Reply-To": in_reply_to, "References": in_reply_to} if in_reply_to else {}
+    send(
+        gw,
+        session,
+        key=key,
+        subject=subject,
+        body=body,
+        case=case,
+        recipients=[to],
+        kind="reply",
+        headers=headers,
+    )
