@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import stat
-import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -23,19 +22,16 @@ from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from gateway import privacy
 from gateway.domain.identifiers import synthetic_identity_number
 from gateway.privacy import (
     Cipher,
     DecryptionError,
     EncryptedBytes,
     EncryptedText,
-    JournalFormatter,
     KeyFileError,
     RedactingFilter,
     RedactingFormatter,
     active_cipher,
-    configure_logging,
     generate_key_file,
     install_cipher,
     load_key_file,
@@ -253,7 +249,8 @@ def test_rotation_by_prepending_a_line(key_file: Path) -> None:
     new_token = new.encrypt_text("ny")
     with pytest.raises(DecryptionError):  # new data uses the new key
         old.decrypt(new_token)
-    assert new.keyed_hash(FNR) == old_hash  # hash keyed from the last line
+    assert new.keyed_hash(FNR) != old_hash  # new hashes use the new key too ...
+    assert new.keyed_hashes(FNR) == [new.keyed_hash(FNR), old_hash]  # ... old ones still match
 
 
 def test_rotate_key_file_keeps_mode_comments_and_old_keys(key_file: Path) -> None:
@@ -272,7 +269,7 @@ def test_rotate_key_file_keeps_mode_comments_and_old_keys(key_file: Path) -> Non
     assert not [p for p in key_file.parent.iterdir() if p.name.endswith(".tmp")]
     new = load_key_file(key_file)
     assert new.decrypt(token) == b"data"
-    assert new.keyed_hash(FNR) == old.keyed_hash(FNR)
+    assert old.keyed_hash(FNR) in new.keyed_hashes(FNR)
     rekeyed = new.rotate(token)
     assert new.decrypt(rekeyed) == b"data"
     with pytest.raises(DecryptionError):
@@ -296,6 +293,29 @@ def test_keyed_hash(tmp_path: Path) -> None:
     assert a.keyed_hash(synthetic(date(1991, 5, 17))) != digest
     assert b.keyed_hash(FNR) != digest  # useless without the key file
     assert hashlib.sha256(FNR.encode()).hexdigest() != digest
+
+
+def test_keyed_hashes_one_per_key_newest_first(tmp_path: Path) -> None:
+    lines = [new_key_line() for _ in range(3)]
+    path = write_key_file(tmp_path / "keys", "\n".join(lines) + "\n")
+    everything = load_key_file(path)
+    singles = [load_key_file(write_key_file(tmp_path / f"k{i}", line + "\n")) for i, line in enumerate(lines)]
+    assert everything.keyed_hashes(FNR) == [single.keyed_hash(FNR) for single in singles]
+    assert everything.keyed_hash(FNR) == singles[0].keyed_hash(FNR)  # stored hashes: the newest key
+    assert everything.keyed_hashes(f"{FNR[:6]} {FNR[6:]}") == everything.keyed_hashes(FNR)
+    repeated = load_key_file(write_key_file(tmp_path / "rep", f"{lines[0]}\n{lines[0]}\n"))
+    assert repeated.keyed_hashes(FNR) == [singles[0].keyed_hash(FNR)]
+
+
+def test_is_current_tells_tokens_under_the_newest_key(tmp_path: Path) -> None:
+    old_line, new_line = new_key_line(), new_key_line()
+    old = load_key_file(write_key_file(tmp_path / "old", old_line + "\n"))
+    both = load_key_file(write_key_file(tmp_path / "both", f"{new_line}\n{old_line}\n"))
+    token = old.encrypt(b"x")
+    assert old.is_current(token)
+    assert not both.is_current(token)
+    assert both.is_current(both.rotate(token))
+    assert not both.is_current(b"not a token")
 
 
 def test_hash_key_is_separate_from_encryption_key(key_file: Path) -> None:
@@ -552,99 +572,3 @@ def test_filter_redacts_exc_text_even_when_formatted_before() -> None:
     assert FNR in first_stream.getvalue()  # proves the exc_text was cached in clear
     assert FNR not in second_stream.getvalue()
     assert MASK in second_stream.getvalue()
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = logging.getLogger("apscheduler.executors").level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("apscheduler.executors").setLevel(noisy)
-    logging.captureWarnings(False)
-    privacy._handler = None
-
-
-def ours(root: logging.Logger, before: list[logging.Handler]) -> list[logging.Handler]:
-    return [h for h in root.handlers if h not in before]
-
-
-def test_configure_logging_plain(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None
-) -> None:
-    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    root = logging.getLogger()
-    before = list(root.handlers)
-    configure_logging("info")
-    configure_logging("INFO")  # again: replaces, does not duplicate
-    assert len(ours(root, before)) == 1
-    assert root.level == logging.INFO
-    assert logging.getLogger("apscheduler.executors").getEffectiveLevel() == logging.WARNING
-    logging.getLogger("gateway.test").info("person %s", FNR)
-    logging.getLogger("gateway.test").debug("hidden")
-    logging.getLogger("apscheduler.executors.default").info("Running job")
-    out = stream.getvalue()
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO gateway\.test: person \*{11}\n", out)
-
-
-def test_configure_logging_under_journald(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None
-) -> None:
-    with open(tmp_path / "journal", "w+") as journal:
-        info = os.fstat(journal.fileno())
-        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
-        monkeypatch.setattr(sys, "stderr", journal)
-        configure_logging("DEBUG")
-        log = logging.getLogger("gateway.test")
-        log.info("person %s", FNR)
-        log.debug("detail")
-        log.warning("careful")
-        try:
-            raise_with_number()
-        except ValueError:
-            log.exception("failed")
-        logging.getLogger().handlers[-1].flush()
-        journal.seek(0)
-        lines = journal.read().splitlines()
-    assert lines[0] == f"<6>gateway.test: person {MASK}"
-    assert lines[1] == "<7>gateway.test: detail"
-    assert lines[2] == "<4>gateway.test: careful"
-    assert lines[3] == "<3>gateway.test: failed"
-    assert all(line.startswith("<3>") for line in lines[4:])
-    assert lines[-1] == f"<3>ValueError: bad person {MASK}"
-    # DEBUG was asked for, yet the scheduler's per-run chatter stays at WARNING.
-    assert logging.getLogger("apscheduler.executors").level == logging.WARNING
-
-
-def test_journal_stream_of_another_file_is_ignored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None
-) -> None:
-    other = tmp_path / "other"
-    other.write_text("")
-    info = os.stat(other)
-    monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
-    with open(tmp_path / "stderr", "w+") as stderr:
-        monkeypatch.setattr(sys, "stderr", stderr)
-        configure_logging()
-        logging.getLogger("gateway.test").warning("hello")
-        stderr.flush()
-        stderr.seek(0)
-        line = stderr.read()
-    assert not line.startswith("<")
-    assert line.endswith("WARNING gateway.test: hello\n")
-
-
-def test_journal_formatter_prefixes_every_line() -> None:
-    record = logging.LogRecord("x", logging.CRITICAL, __file__, 1, "a\nb", None, None)
-    assert JournalFormatter("%(message)s").format(record) == "<2>a\n<2>b"
-
-
-def test_unknown_level_is_refused(restore_logging: None) -> None:
-    with pytest.raises(ValueError, match="unknown log level"):
-        configure_logging("LOUD")
