@@ -4,7 +4,7 @@ After ``russak key rotate`` puts a new key first in the key file, old values sti
 decrypt and old hashes still match (every key does both), but they were written
 under the old key, so whoever has that key can still read them: a token decrypts,
 and a keyed hash of an identity number is reversed in seconds by hashing the few
-thousand candidates of one birth date. ``reencrypt`` closes that:
+hundred candidates of one birth date. ``reencrypt`` closes that:
 
 - every column of an encrypted type, and every ``gateway_meta`` value that is a token
   (the key check), is rewritten under the newest key;
@@ -117,10 +117,12 @@ def _reencrypt_column(store: Store, mapped: Table, name: str, key: str, batch: i
             token = bytes(stored)
             if store.cipher.is_current(token):
                 continue
+            try:
+                fresh = store.cipher.rotate(token)
+            except DecryptionError as exc:
+                raise DecryptionError(f"{mapped.name}.{name} of row {ident}: {exc}") from None
             session.execute(
-                update(raw)
-                .where(raw.c[key] == ident, raw.c[name] == stored)
-                .values({name: store.cipher.rotate(token)})
+                update(raw).where(raw.c[key] == ident, raw.c[name] == stored).values({name: fresh})
             )
             changed += 1
         return changed
@@ -155,7 +157,10 @@ def _rehash(store: Store, name: str, key: str, source: str, target: str, batch: 
     def work(session: Session, rows: Sequence[Any]) -> int:
         changed = 0
         for ident, stored, old_hash in rows:
-            fresh = store.cipher.keyed_hash(store.cipher.decrypt_text(bytes(stored)))
+            try:
+                fresh = store.cipher.keyed_hash(store.cipher.decrypt_text(bytes(stored)))
+            except DecryptionError as exc:
+                raise DecryptionError(f"{name}.{source} of row {ident}: {exc}") from None
             if fresh == old_hash:
                 continue
             session.execute(

@@ -254,3 +254,15 @@ def _first_key(key_file: Path) -> bytes:
 def _case_number(site: Site) -> str:
     ((number,),) = site.stored("SELECT number FROM cases")
     return str(number)
+
+
+def test_an_unreadable_value_stops_reencrypt_naming_the_row_not_the_data(site: Site, tmp_path: Path) -> None:
+    site.ingest(tmp_path / "orders", factories.order_xml(national_id=factories.fnr(BIRTH), birth=BIRTH))
+    with site.gw.session() as session:
+        session.execute(text("UPDATE persons SET first_name = :junk"), {"junk": b"not a token"})
+    rotate_key_file(site.key_file)
+    site.use_key_file()
+    with pytest.raises(
+        DecryptionError, match=r"persons\.first_name of row \d+: stored value cannot be decrypted"
+    ):
+        rekey.rekey(site.gw)
