@@ -11,8 +11,8 @@ This module reads that attribute from the open file descriptor (so the very file
 is read is checked) and names the entries that grant access to anyone else:
 
 - a named user entry (``user:bob:r``) with any permission, unless it names the user
-  reading the file or the file's owner: systemd's ``LoadCredential=`` hands a root-owned
-  credential to the service user exactly that way, as ``user:<service uid>:r``;
+  reading the file or the file's owner: systemd's ``LoadCredential=`` can hand a
+  root-owned credential to the service user exactly that way, as ``user:<uid>:r``;
 - a named group entry (``group:staff:r``) with any permission, unless it names the
   owning group, which the mode check already allows;
 - the ``other`` entry with any permission (the same as the mode check).
