@@ -12,6 +12,7 @@ The schema is created by Alembic migrations (``gateway/migrations``), never by
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -91,6 +92,8 @@ class Sequence(Base):
 class Case(Base):
     __tablename__ = "cases"
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Stable identity for outbound keys: a restored database reuses row ids.
+    uid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
     number: Mapped[str] = mapped_column(String(20), unique=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
     status: Mapped[str] = mapped_column(String(24), index=True)
@@ -271,8 +274,21 @@ class InboundMessage(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(String(500))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    # A mail's identity across channels and re-deliveries (see gateway.intake.identity).
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
 
     __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_inbound_channel_external"),)
+
+
+class IntakeAttempt(Base):
+    """Counted before a message is processed, so a message that kills the process
+    again and again is recognised and quarantined instead of looping the daemon."""
+
+    __tablename__ = "intake_attempts"
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class OrderRecord(Base):

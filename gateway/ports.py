@@ -130,7 +130,11 @@ class OutboundMessage:
     the earlier receipt instead of delivering again.
     ``kind`` is ``notice`` for a notice of non-compliance to the prosecuting
     authority (XML attachment plus a short Norwegian text) and ``mail`` for staff
-    alerts, digests and command replies.
+    alerts, digests and command replies. Every mail the gateway sends is machine
+    written: ``headers`` carries ``Auto-Submitted`` (``auto-generated``, or
+    ``auto-replied`` on a command reply, RFC 3834), and a mail channel adds
+    ``X-Auto-Response-Suppress: All`` itself so Exchange sends no out-of-office
+    replies back.
     """
 
     key: str

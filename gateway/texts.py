@@ -13,26 +13,28 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from gateway.clock import OSLO
+from gateway.domain.facts import STATUS_WORDS
 
-STATUS_NB = {
-    "needs_registration": "må registreres",
-    "awaiting_summons": "venter på innkalling",
-    "summoned": "innkalt",
-    "fulfilled": "oppfylt",
-    "noncompliant": "ikke oppfylt",
-    "notified": "varslet påtalemyndigheten",
-    "withdrawn": "tilbakekalt",
-    "closed": "avsluttet",
-}
+STATUS_NB: dict[str, str] = {status.value: words for status, words in STATUS_WORDS.items()}
+
+
+def oslo(value: datetime) -> datetime:
+    """The one conversion from a stored instant (UTC) to what a person reads (Oslo)."""
+    return value.astimezone(OSLO)
 
 
 def nb_date(value: date | datetime | None) -> str:
     if value is None:
         return "–"
     if isinstance(value, datetime):
-        local = value.astimezone(OSLO)
+        local = oslo(value)
         return f"{local.day}.{local.month}.{local.year} kl. {local:%H:%M}"
     return f"{value.day}.{value.month}.{value.year}"
+
+
+def nb_time(value: datetime) -> str:
+    """``HH:MM`` in Oslo time, for a meeting's start."""
+    return f"{oslo(value):%H:%M}"
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +48,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["nbdate"] = nb_date
+    env.filters["nbtime"] = nb_time
     env.filters["status_nb"] = lambda s: STATUS_NB.get(s, s)
     return env
 

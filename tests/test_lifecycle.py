@@ -7,7 +7,7 @@ for not attending, whatever events arrive in whatever order.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -41,11 +41,27 @@ starts = st.builds(
 )
 
 
+def _now_for(event: lc.Event) -> datetime:
+    """A moment at which the event can be true: before a meeting it books, after a
+    date it reports; the clock-dependent checks themselves are tested in test_case_rules."""
+    if isinstance(event, lc.Summoned):
+        day = event.meeting_on - timedelta(days=1)
+    elif getattr(event, "on", None) is not None:
+        day = event.on + timedelta(days=1)  # type: ignore[union-attr]
+    else:
+        day = D0 + timedelta(days=800)
+    return datetime.combine(day, time(12), tzinfo=UTC)
+
+
+def apply_at(facts: CaseFacts, event: lc.Event) -> lc.Transition:
+    return lc.apply(facts, event, _now_for(event))
+
+
 def run(facts: CaseFacts, sequence: list[lc.Event]) -> list[tuple[CaseFacts, lc.Event, lc.Transition]]:
     trace = []
     for event in sequence:
         try:
-            transition = lc.apply(facts, event)
+            transition = apply_at(facts, event)
         except TransitionError:
             continue
         trace.append((facts, event, transition))
@@ -112,7 +128,7 @@ def test_ended_cases_never_change_and_never_notify(start: CaseFacts, sequence: l
     if facts.status in lc.ENDED:
         for event in sequence:
             with pytest.raises(TransitionError):
-                lc.apply(facts, event)
+                apply_at(facts, event)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -125,42 +141,44 @@ def test_status_is_always_one_of_the_documented_states(start: CaseFacts, sequenc
 
 def test_routine_no_show_then_confirm_then_delivered() -> None:
     facts = CaseFacts(Status.AWAITING_SUMMONS)
-    facts = lc.apply(facts, lc.Summoned(D0)).facts
+    facts = apply_at(facts, lc.Summoned(D0)).facts
     assert facts.status is Status.SUMMONED
-    t = lc.apply(facts, lc.NoShow(D0))
+    t = apply_at(facts, lc.NoShow(D0))
     assert t.facts.status is Status.NONCOMPLIANT
     assert t.effects == (lc.DraftNotice((notices.BreachFact("ikke_mott", D0),)),)
-    t = lc.apply(t.facts, lc.ConfirmNotice())
+    t = apply_at(t.facts, lc.ConfirmNotice())
     assert isinstance(t.effects[0], lc.QueueNotice)
-    t = lc.apply(t.facts, lc.NoticeDelivered())
+    t = apply_at(t.facts, lc.NoticeDelivered())
     assert t.facts.status is Status.NOTIFIED
 
 
 def test_attending_after_a_no_show_cancels_the_draft() -> None:
-    facts = lc.apply(lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
-    t = lc.apply(facts, lc.Attended(D0 + timedelta(days=3)))
+    facts = apply_at(apply_at(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
+    t = apply_at(facts, lc.Attended(D0 + timedelta(days=3)))
     assert t.facts.status is Status.FULFILLED
     assert any(isinstance(e, lc.CancelNotice) for e in t.effects)
     with pytest.raises(TransitionError):
-        lc.apply(t.facts, lc.ConfirmNotice())
+        apply_at(t.facts, lc.ConfirmNotice())
 
 
 def test_two_required_attendances() -> None:
     facts = CaseFacts(Status.AWAITING_SUMMONS, required_attendances=2)
-    facts = lc.apply(lc.apply(facts, lc.Summoned(D0)).facts, lc.Attended(D0)).facts
+    facts = apply_at(apply_at(facts, lc.Summoned(D0)).facts, lc.Attended(D0)).facts
     assert facts.status is Status.AWAITING_SUMMONS
-    facts = lc.apply(lc.apply(facts, lc.Summoned(D0)).facts, lc.Attended(D0)).facts
+    # The second meeting is another day: the same day twice is one attendance (see test_case_rules).
+    second = D0 + timedelta(days=7)
+    facts = apply_at(apply_at(facts, lc.Summoned(second)).facts, lc.Attended(second)).facts
     assert facts.status is Status.FULFILLED
 
 
 def test_test_missed_needs_a_testing_condition() -> None:
     with pytest.raises(TransitionError):
-        lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.TestMissed(D0))
+        apply_at(CaseFacts(Status.AWAITING_SUMMONS), lc.TestMissed(D0))
 
 
 def test_resummons_after_no_show_withdraws_the_draft() -> None:
-    facts = lc.apply(lc.apply(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
-    t = lc.apply(facts, lc.Summoned(D0 + timedelta(days=7)))
+    facts = apply_at(apply_at(CaseFacts(Status.AWAITING_SUMMONS), lc.Summoned(D0)).facts, lc.NoShow(D0)).facts
+    t = apply_at(facts, lc.Summoned(D0 + timedelta(days=7)))
     assert t.facts.status is Status.SUMMONED
     assert t.facts.notice is notices.NoticeState.NONE
     assert any(isinstance(e, lc.CancelNotice) for e in t.effects)
@@ -182,12 +200,12 @@ def test_an_unsent_notice_only_ever_carries_reportable_breaches(
 
 def test_queued_two_breach_notice_is_redrafted_when_one_stops_being_reportable() -> None:
     facts = CaseFacts(Status.AWAITING_SUMMONS, tests_required=1)
-    facts = lc.apply(facts, lc.Summoned(D0)).facts
-    facts = lc.apply(facts, lc.NoShow(D0)).facts
-    facts = lc.apply(facts, lc.TestMissed(D0 + timedelta(days=1))).facts
-    facts = lc.apply(facts, lc.ConfirmNotice()).facts
+    facts = apply_at(facts, lc.Summoned(D0)).facts
+    facts = apply_at(facts, lc.NoShow(D0)).facts
+    facts = apply_at(facts, lc.TestMissed(D0 + timedelta(days=1))).facts
+    facts = apply_at(facts, lc.ConfirmNotice()).facts
     assert facts.notice is notices.NoticeState.QUEUED and len(facts.notice_breaches) == 2
-    t = lc.apply(facts, lc.Attended(D0 + timedelta(days=2)))
+    t = apply_at(facts, lc.Attended(D0 + timedelta(days=2)))
     assert isinstance(t.effects[0], lc.CancelNotice)
     assert t.effects[1] == lc.DraftNotice((notices.BreachFact("prove_ikke_tatt", D0 + timedelta(days=1)),))
     assert t.facts.notice is notices.NoticeState.DRAFT

@@ -18,6 +18,7 @@ from gateway.delivery.retry import backoff
 from gateway.models import Notice, OutboxItem
 from gateway.ports import OutboundMessage, PermanentError, Receipt, TransientError
 from gateway.staff import mailer as staff
+from gateway.staff.alerts import dead_letter_key
 from tests.test_routine import do, new_case, notice_files
 
 
@@ -87,7 +88,8 @@ def test_permanent_failure_is_a_dead_letter_with_a_staff_alert(gw: Gateway) -> N
     assert stats.dead == 1
     assert item(gw, item_id).status == "dead"
     with gw.session() as s:
-        alert = s.scalars(select(OutboxItem).where(OutboxItem.key == f"dead:{item_id}")).one()
+        dead_key = dead_letter_key(s.get_one(OutboxItem, item_id).key)
+        alert = s.scalars(select(OutboxItem).where(OutboxItem.key == dead_key)).one()
     assert alert.status == "sent"  # the second dispatch in the loop delivered it
     # a failing alert about a failure does not alert again (no loops)
     flaky(gw, PermanentError("still broken"))
@@ -95,7 +97,8 @@ def test_permanent_failure_is_a_dead_letter_with_a_staff_alert(gw: Gateway) -> N
         staff.send(gw, s, key=f"dead:{item_id + 100}", subject="x", body="y", unit_code="testdal")
     outbox.dispatch_due(gw)
     with gw.session() as s:
-        assert s.scalars(select(OutboxItem).where(OutboxItem.key == f"dead:{item_id + 101}")).all() == []
+        again = dead_letter_key(f"dead:{item_id + 100}")
+        assert s.scalars(select(OutboxItem).where(OutboxItem.key == again)).all() == []
 
 
 def test_retries_give_up_after_the_configured_time(gw: Gateway) -> None:

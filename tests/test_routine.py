@@ -6,7 +6,7 @@ import contextlib
 import email
 import email.policy
 import hashlib
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 import schemas
 from gateway import cases
-from gateway.clock import SimulatedClock
+from gateway.clock import OSLO, SimulatedClock
 from gateway.context import Gateway
 from gateway.delivery import outbox
 from gateway.domain.lifecycle import TransitionError
@@ -39,7 +39,23 @@ def new_case(gw: Gateway, **kw: object) -> str:
     return result.case_number
 
 
+REPORTS_A_DAY = ("no-show", "attended", "test-taken", "test-missed")
+
+
+def after(gw: Gateway, day: date) -> None:
+    """Move the simulated clock (forward only) to the morning after ``day``: staff
+    report what happened on a day once it has happened."""
+    clock = gw.clock
+    assert isinstance(clock, SimulatedClock)
+    morning = datetime.combine(day + timedelta(days=1), time(8, 0), tzinfo=OSLO)
+    if clock.now() < morning:
+        clock.set(morning)
+
+
 def do(gw: Gateway, number: str, verb: str, **kw: object) -> str:
+    on = kw.get("on")
+    if verb in REPORTS_A_DAY and isinstance(on, date):
+        after(gw, on)
     with gw.session() as s:
         return perform(gw, s, cases.get_case(s, number), Command(verb, **kw), STAFF)  # type: ignore[arg-type]
 

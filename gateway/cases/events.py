@@ -9,11 +9,11 @@ from datetime import date, datetime, time
 
 from sqlalchemy.orm import Session
 
-from gateway.cases.records import current_notice
+from gateway.cases.records import current_notice, facts_of, open_meeting
 from gateway.cases.transitions import apply_event, route
 from gateway.clock import OSLO, local_today
 from gateway.context import Gateway
-from gateway.domain import lifecycle
+from gateway.domain import checks, lifecycle
 from gateway.domain.lifecycle import TransitionError
 from gateway.effects import CaseAmended, CaseWithdrawn
 from gateway.messages.orders import Order
@@ -36,54 +36,60 @@ def summon(
     actor: str,
     channel: str = "brev",
 ) -> Meeting:
-    """Written summons sent today; a meeting is booked (a re-summons after a no-show too)."""
-    for open_meeting in case.meetings:
-        if open_meeting.outcome is None:
-            open_meeting.outcome = "cancelled"
-            open_meeting.outcome_on = local_today(gw.clock.now())
+    """Written summons sent today; a meeting is booked (a re-summons after a no-show too).
+
+    The state machine checks the booking first (in the future, inside the condition
+    period, not the same booking again); only then is the old booking cancelled.
+    """
+    starts_at = _meeting_at(meeting_on, at)
     apply_event(
         gw,
         session,
         case,
-        lifecycle.Summoned(meeting_on),
+        lifecycle.Summoned(meeting_on, starts_at),
         actor,
-        f"meeting {meeting_on.isoformat()}",
+        f"meeting {meeting_on.isoformat()}" + (f" {at:%H:%M}" if at else ""),
     )
-    meeting = Meeting(
-        case_id=case.id, starts_on=meeting_on, starts_at=_meeting_at(meeting_on, at), place=place
-    )
+    today = local_today(gw.clock.now())
+    for earlier in case.meetings:
+        if earlier.outcome is None:
+            earlier.outcome, earlier.outcome_on = "cancelled", today
+    meeting = Meeting(case_id=case.id, starts_on=meeting_on, starts_at=starts_at, place=place)
     case.meetings.append(meeting)
     session.flush()
-    case.summonses.append(
-        Summons(
-            case_id=case.id,
-            sent_on=local_today(gw.clock.now()),
-            channel=channel,
-            meeting_id=meeting.id,
-        )
-    )
-    case.next_meeting_at = meeting.starts_at or datetime.combine(meeting_on, time(0), tzinfo=OSLO)
+    case.summonses.append(Summons(case_id=case.id, sent_on=today, channel=channel, meeting_id=meeting.id))
+    case.next_meeting_at = starts_at or datetime.combine(meeting_on, time(0), tzinfo=OSLO)
     return meeting
 
 
-def _close_meeting(gw: Gateway, case: Case, on: date, outcome: str) -> None:
-    open_meetings = [m for m in case.meetings if m.outcome is None]
-    meeting = open_meetings[-1] if open_meetings else None
+def attended(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> bool:
+    """Register an attendance on ``on``; returns True when no meeting was booked that day.
+
+    An attendance at a meeting the gateway did not book (arranged by phone, say) is
+    allowed on purpose, and the audit says so.
+    """
+    unbooked = checks.is_unbooked(facts_of(case), on)
+    detail = "attendance without a meeting booked for that day" if unbooked else None
+    apply_event(gw, session, case, lifecycle.Attended(on), actor, detail)
+    meeting = None if unbooked else open_meeting(case)
     if meeting is None:
         meeting = Meeting(case_id=case.id, starts_on=on)
         case.meetings.append(meeting)
-    meeting.outcome, meeting.outcome_on = outcome, on
+    else:
+        case.next_meeting_at = None
+    meeting.outcome, meeting.outcome_on = "attended", on
+    return unbooked
+
+
+def no_show(gw: Gateway, session: Session, case: Case, on: date | None, actor: str) -> date:
+    """Register that the person missed the booked meeting; returns its day."""
+    transition = apply_event(gw, session, case, lifecycle.NoShow(on), actor)
+    day = transition.facts.no_show_on[-1]
+    meeting = open_meeting(case)
+    assert meeting is not None  # the state machine refuses a no-show without a booking
+    meeting.outcome, meeting.outcome_on = "no_show", day
     case.next_meeting_at = None
-
-
-def attended(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
-    apply_event(gw, session, case, lifecycle.Attended(on), actor)
-    _close_meeting(gw, case, on, "attended")
-
-
-def no_show(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
-    apply_event(gw, session, case, lifecycle.NoShow(on), actor)
-    _close_meeting(gw, case, on, "no_show")
+    return day
 
 
 def test_taken(gw: Gateway, session: Session, case: Case, on: date, actor: str) -> None:
@@ -97,6 +103,7 @@ def test_missed(gw: Gateway, session: Session, case: Case, on: date, actor: str)
 
 
 def confirm_notice(gw: Gateway, session: Session, case: Case, actor: str) -> Notice:
+    checks.check_confirm(facts_of(case))
     draft = current_notice(case, "draft")
     if draft is None:
         raise TransitionError("Det finnes ikke noe utkast til varsel å sende.")

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from gateway.config import Unit as UnitSettings
 from gateway.context import Gateway
 from gateway.domain import lifecycle, notices
-from gateway.domain.lifecycle import CaseFacts, Status
-from gateway.models import AuditEntry, Case, Notice, Sequence, Unit
+from gateway.domain.facts import Booking, CaseFacts, Status, oslo_date
+from gateway.models import AuditEntry, Case, Meeting, Notice, Sequence, Unit
 
 
 class CaseNotFound(LookupError):
@@ -36,7 +36,29 @@ def facts_of(case: Case) -> CaseFacts:
         tests_missed=tuple(date.fromisoformat(d) for d in case.open_tests_missed or ()),
         notice=notices.NoticeState(case.notice_state),
         notice_breaches=_unsent_breaches(case),
+        ordered_on=case.decided_on or oslo_date(case.created_at),
+        condition_end=case.condition_end,
+        tests_from=case.tests_from,
+        tests_to=case.tests_to,
+        booking=_booking(case),
+        attended_on=tuple(m.outcome_on for m in case.meetings if m.outcome == "attended" and m.outcome_on),
+        no_show_on=tuple(m.outcome_on for m in case.meetings if m.outcome == "no_show" and m.outcome_on),
+        tests_on=tuple((t.on, t.taken) for t in case.tests),
     )
+
+
+def open_meeting(case: Case) -> Meeting | None:
+    """The meeting booked and not yet held (at most one: a new summons cancels the old)."""
+    open_meetings = [m for m in case.meetings if m.outcome is None]
+    return open_meetings[-1] if open_meetings else None
+
+
+def _booking(case: Case) -> Booking | None:
+    meeting = open_meeting(case)
+    if meeting is None:
+        return None
+    summoned = any(s.meeting_id == meeting.id for s in case.summonses)
+    return Booking(meeting.starts_on, meeting.starts_at, summons_sent=summoned)
 
 
 def _unsent_breaches(case: Case) -> tuple[notices.BreachFact, ...]:

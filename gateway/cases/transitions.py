@@ -36,7 +36,7 @@ def apply_event(
     detail: str | None = None,
 ) -> lifecycle.Transition:
     now = gw.clock.now()
-    transition = lifecycle.apply(facts_of(case), event)
+    transition = lifecycle.apply(facts_of(case), event, now)
     store_facts(case, transition.facts, now)
     for effect in transition.effects:
         match effect:

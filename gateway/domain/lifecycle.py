@@ -21,16 +21,22 @@ in command replies.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 
-from gateway.domain import notices
-from gateway.domain.facts import ENDED, CaseFacts, Status
+from gateway.domain import checks, notices
+from gateway.domain.checks import AlreadyRecorded, TransitionError
+from gateway.domain.facts import ENDED, STATUS_WORDS, Booking, CaseFacts, Status
 
-__all__ = ["ENDED", "CaseFacts", "Status", "TransitionError", "apply", "settle"]
-
-
-class TransitionError(ValueError):
-    """The event is not allowed in the case's current state (Norwegian message)."""
+__all__ = [
+    "ENDED",
+    "AlreadyRecorded",
+    "Booking",
+    "CaseFacts",
+    "Status",
+    "TransitionError",
+    "apply",
+    "settle",
+]
 
 
 # Events -------------------------------------------------------------------------
@@ -43,7 +49,11 @@ class Registered:
 
 @dataclass(frozen=True)
 class Summoned:
+    """A written summons was sent and a meeting booked (``starts_at`` if a time was set)."""
+
     meeting_on: date
+    starts_at: datetime | None = None
+    summons_sent: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,9 @@ class Attended:
 
 @dataclass(frozen=True)
 class NoShow:
-    on: date
+    """The person did not come to the booked meeting (``on`` defaults to its day)."""
+
+    on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -186,10 +198,13 @@ def settle(facts: CaseFacts, effects: list[Effect] | None = None) -> Transition:
     return Transition(facts, tuple(effects))
 
 
-def apply(facts: CaseFacts, event: Event) -> Transition:
-    """Apply one event; raise TransitionError if it makes no sense now."""
+def apply(facts: CaseFacts, event: Event, now: datetime) -> Transition:
+    """Apply one event at ``now`` (the injected clock's); raise TransitionError if it
+    makes no sense now, AlreadyRecorded if it is already registered."""
     if facts.status in ENDED:
-        raise TransitionError(f"Saken er avsluttet ({facts.status.value}); ingen endringer mulig.")
+        if isinstance(event, Withdrawn) and facts.status is Status.WITHDRAWN:
+            raise AlreadyRecorded("Ordren er allerede tilbakekalt.")
+        raise TransitionError(f"Saken er {STATUS_WORDS[facts.status]}; ingen endringer er mulig.")
     effects: list[Effect] = []
     match event:
         case Registered():
@@ -214,34 +229,64 @@ def apply(facts: CaseFacts, event: Event) -> Transition:
     if facts.status is Status.NEEDS_REGISTRATION:
         raise TransitionError("Saken mangler registrering; fullfør registreringen først.")
     match event:
-        case Summoned():
+        case Summoned(meeting_on=meeting_on, starts_at=starts_at, summons_sent=sent):
             if facts.status not in _OPEN_FOR_MEETINGS:
                 raise TransitionError("Kan ikke registrere innkalling nå.")
+            checks.check_summons(facts, meeting_on, starts_at, now)
             if facts.notice in (notices.NoticeState.DRAFT, notices.NoticeState.QUEUED):
                 effects.append(CancelNotice("re-summoned before the notice was sent"))
             # A re-invitation gives the person a new chance: breaches recorded so far are
             # kept in history but no longer drive a notice; a new no-show drafts anew.
+            booking = Booking(meeting_on, starts_at, sent)
             return settle(
-                replace(_unsent_cleared(facts), status=Status.SUMMONED, no_shows=(), tests_missed=()),
+                replace(
+                    _unsent_cleared(facts),
+                    status=Status.SUMMONED,
+                    no_shows=(),
+                    tests_missed=(),
+                    booking=booking,
+                ),
                 effects,
             )
-        case Attended():
+        case Attended(on=on):
+            checks.check_attendance(facts, on, now)
+            booked = not checks.is_unbooked(facts, on)
             return settle(
-                replace(facts, attendances=facts.attendances + 1, status=_after_meeting(facts)),
+                replace(
+                    facts,
+                    attendances=facts.attendances + 1,
+                    attended_on=(*facts.attended_on, on),
+                    status=_after_meeting(facts) if booked else facts.status,
+                    booking=None if booked else facts.booking,
+                ),
                 effects,
             )
         case NoShow(on=on):
-            facts = replace(facts, no_shows=(*facts.no_shows, on), status=_after_meeting(facts))
+            day = checks.no_show_day(facts, on, now)
+            facts = replace(
+                facts,
+                no_shows=(*facts.no_shows, day),
+                no_show_on=(*facts.no_show_on, day),
+                status=_after_meeting(facts),
+                booking=None,
+            )
             return _draft_if_reportable(facts, effects)
-        case TestTaken():
-            return settle(replace(facts, tests_taken=facts.tests_taken + 1), effects)
+        case TestTaken(on=on):
+            checks.check_test(facts, on, True, now)
+            return settle(
+                replace(facts, tests_taken=facts.tests_taken + 1, tests_on=(*facts.tests_on, (on, True))),
+                effects,
+            )
         case TestMissed(on=on):
             if facts.tests_required == 0:
                 raise TransitionError("Saken har ikke vilkår om rusmiddeltesting.")
-            return _draft_if_reportable(replace(facts, tests_missed=(*facts.tests_missed, on)), effects)
+            checks.check_test(facts, on, False, now)
+            missed = replace(
+                facts, tests_missed=(*facts.tests_missed, on), tests_on=(*facts.tests_on, (on, False))
+            )
+            return _draft_if_reportable(missed, effects)
         case ConfirmNotice():
-            if facts.notice is not notices.NoticeState.DRAFT:
-                raise TransitionError("Det finnes ikke noe utkast til varsel å sende.")
+            checks.check_confirm(facts)
             reportable = notices.reportable_breaches(facts)
             if not reportable:
                 raise TransitionError("Det er ingenting å varsle om i denne saken.")

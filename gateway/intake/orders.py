@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import cases
+from gateway.config import Unit as UnitSettings
 from gateway.context import Gateway
 from gateway.domain.lifecycle import ENDED, Status, TransitionError
 from gateway.intake.quarantine import Quarantine
@@ -23,7 +24,15 @@ from gateway.models import Case, InboundMessage, OrderRecord
 log = logging.getLogger(__name__)
 
 
-def take_order(gw: Gateway, session: Session, data: bytes, inbound: InboundMessage) -> IntakeResult:
+def take_order(
+    gw: Gateway,
+    session: Session,
+    data: bytes,
+    inbound: InboundMessage,
+    *,
+    only_units: list[UnitSettings] | None = None,
+) -> IntakeResult:
+    """One order document; ``only_units`` limits it to those units (a staff forward)."""
     try:
         order = parse_order(data, max_bytes=gw.settings.gateway.max_order_bytes)
     except OrderError as exc:
@@ -41,18 +50,30 @@ def take_order(gw: Gateway, session: Session, data: bytes, inbound: InboundMessa
     session.add(record)
     session.flush()
     if order.message_type == "ny":
-        return _new_order(gw, session, order, record)
+        return _new_order(gw, session, order, record, only_units)
     target = session.scalar(select(Case).where(Case.order_id == order.refers_to))
+    if only_units is not None and (target is None or not _serves(only_units, target.unit.code)):
+        raise Quarantine(
+            f"{order.message_type} forwarded by staff for a case that is not one of their unit's cases"
+        )
     if target is None:
         log.info("intake: %s %s names an order not seen yet; parked", order.message_type, order.order_id)
         return IntakeResult("parked", reason=f"waits for order {order.refers_to}")
     return _apply_amendment(gw, session, target, order, record)
 
 
-def _new_order(gw: Gateway, session: Session, order: Order, record: OrderRecord) -> IntakeResult:
+def _serves(units: list[UnitSettings], code: str) -> bool:
+    return any(unit.code == code for unit in units)
+
+
+def _new_order(
+    gw: Gateway, session: Session, order: Order, record: OrderRecord, only_units: list[UnitSettings] | None
+) -> IntakeResult:
     unit = gw.settings.unit_for(order.recipient_org_number, order.recipient_kommunenummer)
     if unit is None:
         raise Quarantine("no configured unit serves the order's recipient (org number / kommunenummer)")
+    if only_units is not None and not _serves(only_units, unit.code):
+        raise Quarantine("order forwarded by staff of another unit than the one it is addressed to")
     case = cases.open_case_from_order(gw, session, order, unit)
     record.case_id, record.applied_at = case.id, gw.clock.now()
     parked = session.scalars(

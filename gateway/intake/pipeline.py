@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
+from gateway.intake.identity import automatic_reason, mail_identity
 from gateway.intake.orders import take_order
 from gateway.intake.quarantine import Quarantine, quarantine
 from gateway.intake.router import route_mail
@@ -139,4 +140,10 @@ def _judge(gw: Gateway, session: Session, message: RawMessage, inbound: InboundM
         mail = parse_mail(message.content)
     except MailError as exc:
         raise Quarantine(f"unreadable mail: {exc}") from exc
-    return route_mail(gw, session, mail, inbound)
+    key = mail_identity(mail)
+    earlier = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_key == key))
+    if earlier is not None:
+        return IntakeResult("duplicate", reason=f"the same mail was already received as message {earlier}")
+    inbound.dedupe_key = key
+    session.flush()
+    return route_mail(gw, session, mail, inbound, automatic=automatic_reason(message.content))

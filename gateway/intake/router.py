@@ -44,21 +44,31 @@ def _staff_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
     return [u for u in gw.settings.units if sender.lower() in u.staff]
 
 
-def route_mail(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
-    staff_sender = bool(_staff_units(gw, mail.sender))
+def route_mail(
+    gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage, *, automatic: str | None
+) -> IntakeResult:
+    """Staff command, order, police letter, or quarantine; machine-written mail that is
+    not from the police is consumed with a log line and no reply (no mail loops)."""
+    staff_units = _staff_units(gw, mail.sender)
+    staff_sender = bool(staff_units)
     orders = [x for x in mail.xml_attachments if looks_like_order(x)]
     tagged = CASE_TAG.search(mail.subject or "") is not None
+    police_unit = _police_unit(gw, mail.sender)
+    if automatic is not None and police_unit is None:
+        log.info("intake: automatic mail (%s); consumed without a reply", automatic)
+        return IntakeResult("ignored", reason=f"automatic mail ({automatic}); no reply")
     if staff_sender and (tagged or not orders):
         if gw.handlers.staff_mail is None:
             raise UnhandledEffect("no handler registered for staff mail")
         return gw.handlers.staff_mail(gw, session, mail, inbound)
-    police_unit = _police_unit(gw, mail.sender)
     if orders:
         # From the police, or forwarded by allow-listed staff (who may already confirm
         # notices, so a forwarded order asks no more trust of them).
         if police_unit is None and not staff_sender:
             raise Quarantine("order by e-mail from a sender that is not an allowed police or staff address")
-        results = [take_order(gw, session, x, inbound) for x in orders]
+        # Forwarded by staff: only for the forwarder's own units.
+        forwarder_units = None if police_unit is not None else staff_units
+        results = [take_order(gw, session, x, inbound, only_units=forwarder_units) for x in orders]
         if len(results) == 1:
             return results[0]
         return IntakeResult("multiple", reason="; ".join(r.describe() for r in results))

@@ -8,10 +8,13 @@ effects (``gateway.effects``) reach these functions through the handlers
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import date
 
 from sqlalchemy.orm import Session
 
+from gateway.clock import local_today
 from gateway.context import Gateway
 from gateway.models import Case, Notice, OutboxItem
 from gateway.staff.mailer import alert
@@ -29,11 +32,14 @@ def alert_new_case(gw: Gateway, session: Session, case: Case) -> None:
         lines.append("Personen er under 18 år: foresatte skal involveres.")
     if case.tests_required:
         lines.append(f"Vilkår om rusmiddeltesting: {case.tests_required} prøve(r).")
+    overdue = case.attendance_deadline is not None and case.attendance_deadline < local_today(gw.clock.now())
+    if overdue:
+        lines.insert(0, "Fristen for oppmøte var allerede passert da ordren kom. Kontakt påtalemyndigheten.")
     alert(
         gw,
         session,
-        f"case:{case.id}:new",
-        "Ny sak: send skriftlig innkalling",
+        f"case:{case.uid}:new",
+        "Ny sak: fristen for oppmøte er allerede passert" if overdue else "Ny sak: send skriftlig innkalling",
         "Påtalemyndigheten har pålagt oppmøte. Send skriftlig innkalling.",
         case=case,
         lines=lines,
@@ -45,7 +51,7 @@ def alert_needs_registration(gw: Gateway, session: Session, case: Case) -> None:
     alert(
         gw,
         session,
-        f"case:{case.id}:letter",
+        f"case:{case.uid}:letter",
         "Brev fra politiet må registreres",
         "Et brev fra politiet uten strukturert ordre er mottatt og må registreres.",
         case=case,
@@ -60,7 +66,7 @@ def alert_same_person(gw: Gateway, session: Session, case: Case, others: list[st
     alert(
         gw,
         session,
-        f"case:{case.id}:same-person",
+        f"case:{case.uid}:same-person",
         "Samme person har en annen åpen sak",
         "Ordren gjelder en person som allerede har en åpen sak.",
         case=case,
@@ -72,7 +78,7 @@ def alert_withdrawn(gw: Gateway, session: Session, case: Case) -> None:
     alert(
         gw,
         session,
-        f"case:{case.id}:withdrawn",
+        f"case:{case.uid}:withdrawn",
         "Ordren er tilbakekalt",
         "Påtalemyndigheten har tilbakekalt ordren. Saken er lukket, og det sendes ikke varsel.",
         case=case,
@@ -84,7 +90,7 @@ def alert_amended(gw: Gateway, session: Session, case: Case) -> None:
     alert(
         gw,
         session,
-        f"case:{case.id}:amended:{case.updated_at.isoformat()}",
+        f"case:{case.uid}:amended:{uuid.uuid4().hex}",
         "Vilkårene er endret",
         "Påtalemyndigheten har endret vilkår eller frister i saken.",
         case=case,
@@ -105,7 +111,7 @@ def alert_notice_drafted(gw: Gateway, session: Session, case: Case, notice: Noti
     alert(
         gw,
         session,
-        f"notice:{notice.id}:drafted:{len(notice.breaches)}",
+        f"notice:{notice.message_id}:drafted:{uuid.uuid4().hex}",
         "Utkast til varsel om manglende oppfyllelse",
         "Det er laget et utkast til varsel til påtalemyndigheten.",
         case=case,
@@ -122,7 +128,7 @@ def alert_notice_sent(gw: Gateway, session: Session, case: Case, notice: Notice)
     alert(
         gw,
         session,
-        f"notice:{notice.id}:sent",
+        f"notice:{notice.message_id}:sent",
         "Varsel er sendt til påtalemyndigheten",
         "Varselet om manglende oppfyllelse er levert.",
         case=case,
@@ -134,7 +140,7 @@ def alert_notice_failed(gw: Gateway, session: Session, case: Case, reason: str) 
     alert(
         gw,
         session,
-        f"case:{case.id}:notice-failed:{gw.clock.now().isoformat()}",
+        f"case:{case.uid}:notice-failed:{uuid.uuid4().hex}",
         "Varsel kunne ikke leveres",
         "Varselet til påtalemyndigheten kunne ikke leveres. Det ligger igjen som utkast.",
         case=case,
@@ -145,13 +151,19 @@ def alert_notice_failed(gw: Gateway, session: Session, case: Case, reason: str) 
     )
 
 
+def dead_letter_key(key: str) -> str:
+    """The alert about a dead letter, keyed by the dead message's own key (stable
+    across a restore, unlike its row id)."""
+    return f"dead:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+
+
 def alert_dead_letter(
     gw: Gateway, session: Session, item: OutboxItem, case: Case | None, reason: str
 ) -> None:
     alert(
         gw,
         session,
-        f"dead:{item.id}",
+        dead_letter_key(item.key),
         f"Utsending feilet (utboks {item.id})",
         "En melding fra russak-gateway kunne ikke leveres og er lagt til side.",
         case=case,
@@ -167,7 +179,7 @@ def alert_quarantine(gw: Gateway, session: Session, quarantine_id: int, channel:
     alert(
         gw,
         session,
-        f"quarantine:{quarantine_id}",
+        f"quarantine:{uuid.uuid4().hex}",
         f"Melding satt i karantene (nr. {quarantine_id})",
         "En innkommende melding kunne ikke behandles og er satt i karantene. Ingenting er slettet.",
         lines=[

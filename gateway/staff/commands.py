@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import date, time
 
@@ -21,14 +22,14 @@ from gateway import cases
 from gateway.clock import local_today
 from gateway.context import Gateway
 from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
-from gateway.domain.lifecycle import TransitionError
+from gateway.domain.lifecycle import AlreadyRecorded, TransitionError
 from gateway.messages.mail import MailContent
 from gateway.messages.results import CASE_TAG, IntakeResult
 from gateway.models import Case, InboundMessage
 from gateway.privacy import redact
 from gateway.staff.mailer import reply
 from gateway.staff.sheet import case_sheet
-from gateway.texts import render
+from gateway.texts import nb_date, render
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ def _arguments(verb: str, rest: list[str], today: date) -> Command:
             elif rest and _TIME.match(rest[0]):
                 at, rest = parse_staff_time(rest[0]), rest[1:]
             return Command(verb, on=on, at=at, place=" ".join(rest) or None)
-        if verb in ("attended", "no-show"):
+        if verb == "attended":
             return Command(verb, on=parse_staff_date(" ".join(rest), today) if rest else today)
+        if verb == "no-show":  # without a date: the booked meeting's day
+            return Command(verb, on=parse_staff_date(" ".join(rest), today) if rest else None)
         if verb in ("test-taken", "test-missed"):
             if not rest:
                 raise CommandError("Oppgi dato for prøven, for eksempel «PRØVE TATT 3.12».")
@@ -142,16 +145,19 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
         case "summoned":
             cases.summon(gw, session, case, on, command.at, command.place, actor)
             return (
-                f"Innkalling registrert; samtale {on.day}.{on.month}.{on.year}"
+                f"Innkalling registrert; samtale {nb_date(on)}"
                 + (f" kl. {command.at:%H:%M}" if command.at else "")
+                + (f", {command.place}" if command.place else "")
                 + "."
             )
         case "attended":
-            cases.attended(gw, session, case, on, actor)
-            return "Oppmøte registrert."
+            unbooked = cases.attended(gw, session, case, on, actor)
+            return f"Oppmøte {nb_date(on)} registrert" + (
+                " (ingen samtale var avtalt den dagen)." if unbooked else "."
+            )
         case "no-show":
-            cases.no_show(gw, session, case, on, actor)
-            return "Manglende oppmøte registrert."
+            day = cases.no_show(gw, session, case, command.on, actor)
+            return f"Manglende oppmøte til samtalen {nb_date(day)} registrert."
         case "test-taken":
             cases.test_taken(gw, session, case, on, actor)
             return "Prøve registrert som tatt."
@@ -169,6 +175,26 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
     raise CommandError(f"Ukjent kommando «{command.verb}».")
 
 
+def _case_for(gw: Gateway, session: Session, ref: str, sender: str) -> Case | None:
+    """The case, if it exists and belongs to a unit that lists ``sender`` as staff."""
+    try:
+        case = cases.get_case(session, ref)
+    except cases.CaseNotFound:
+        return None
+    if sender.lower() not in gw.settings.unit(case.unit.code).staff:
+        log.warning("command for case %s from staff of another unit; answered as unknown", case.number)
+        return None
+    return case
+
+
+_SHOWN_TAG = re.compile(r"RUS-\d{4}-\d{4,6}", re.IGNORECASE)
+
+
+def _shown_tag(ref: str) -> str:
+    """Echo a case tag only in its real shape: a long digit run could be an identity number."""
+    return ref.upper() if _SHOWN_TAG.fullmatch(ref) else "med det nummeret"
+
+
 def _first_line(body: str) -> str:
     for line in body.splitlines():
         stripped = line.strip()
@@ -180,7 +206,9 @@ def _first_line(body: str) -> str:
 def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMessage) -> IntakeResult:
     """A mail from an allow-listed staff address."""
     assert mail.sender is not None
-    key = f"reply:{inbound.id}"
+    # Keyed by the mail's identity, not a row id, so a restored database cannot
+    # collide with a reply sent before the backup was taken.
+    key = f"reply:{inbound.dedupe_key or uuid.uuid4().hex}"
     subject = mail.subject or ""
     line = _first_line(mail.body_text)
     today = local_today(gw.clock.now())
@@ -194,30 +222,22 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         )
         reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
         return IntakeResult("command", reason="help sent")
-    try:
-        case = cases.get_case(session, tag.group(1))
-    except cases.CaseNotFound:
-        body = render("help.txt.j2", error=f"Fant ingen sak {tag.group(1).upper()}.")
-        reply(
-            gw,
-            session,
-            key,
-            mail.sender,
-            f"Feil: {tag.group(1).upper()}",
-            body,
-            None,
-            mail.message_id,
-        )
+    case = _case_for(gw, session, tag.group(1), mail.sender)
+    if case is None:
+        # The same answer whether the case does not exist or belongs to another unit,
+        # so staff of one unit cannot learn which case numbers exist in another.
+        shown = _shown_tag(tag.group(1))
+        body = render("help.txt.j2", error=f"Fant ingen sak {shown} i din enhet.")
+        reply(gw, session, key, mail.sender, f"Feil: fant ingen sak {shown}", body, None, mail.message_id)
         return IntakeResult("command", reason="unknown case")
-    if mail.sender.lower() not in gw.settings.unit(case.unit.code).staff:
-        log.warning(
-            "command for case %s from an address not allow-listed for its unit; ignored",
-            case.number,
-        )
-        return IntakeResult("ignored", case.number, "sender not allow-listed for this case's unit")
     try:
         command = parse_command(line, today)
         confirmation = perform(gw, session, case, command, mail.sender)
+    except AlreadyRecorded as exc:
+        body = render("case_sheet.txt.j2", confirmation=f"Allerede registrert: {exc}", sheet=case_sheet(case))
+        reply(gw, session, key, mail.sender, "Allerede registrert", body, case, mail.message_id)
+        log.info("command on %s: already registered; nothing changed", case.number)
+        return IntakeResult("command", case.number, "already registered")
     except (CommandError, TransitionError) as exc:
         body = render("help.txt.j2", error=str(exc))
         reply(

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.clock import OSLO
+from gateway.clock import OSLO, local_today
 from gateway.context import Gateway
 from gateway.models import Case, OutboxItem, QuarantineEntry, Unit
 from gateway.staff.mailer import send
@@ -63,6 +63,8 @@ def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) ->
             Case.condition_end,
             Case.next_meeting_at,
             Case.minor,
+            Case.attendances,
+            Case.required_attendances,
         )
         .join(Unit)
         .where(Unit.code == unit_code, Case.status.in_(ACTIVE))
@@ -73,7 +75,7 @@ def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) ->
         is not None
     )
     groups: dict[str, list[dict[str, object]]] = {s: [] for s in ACTIVE}
-    for number, status, target, deadline, end, meeting, minor in rows:
+    for number, status, target, deadline, end, meeting, minor, attended, required in rows:
         groups[status].append(
             {
                 "number": number,
@@ -85,6 +87,11 @@ def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) ->
                 "late": target is not None
                 and target < today
                 and status in ("awaiting_summons", "needs_registration"),
+                "deadline_overdue": deadline is not None
+                and deadline < today
+                and attended < required
+                and status in ("needs_registration", "awaiting_summons", "summoned", "noncompliant"),
+                "meeting_overdue": meeting is not None and local_today(meeting) < today,
             }
         )
     return render(

@@ -57,8 +57,11 @@ def send(
     to = tuple(recipients) if recipients else _recipients_for(gw, case, unit_code)
     if case is not None and f"[{case.number}]" not in subject:
         subject = f"[{case.number}] {subject}"
+    # RFC 3834: a machine wrote this; auto-responders must not answer it. (Each mail
+    # channel also asks Exchange not to: X-Auto-Response-Suppress, see gateway.ports.)
+    all_headers = {"Auto-Submitted": "auto-generated", **(headers or {})}
     message = OutboundMessage(
-        key=key, kind="mail", recipients=to, subject=subject, body=body, headers=headers or {}
+        key=key, kind="mail", recipients=to, subject=subject, body=body, headers=all_headers
     )
     item = outbox.enqueue(
         gw,
@@ -104,7 +107,9 @@ def reply(
     case: Case | None,
     in_reply_to: str | None,
 ) -> None:
-    headers = {"In-Reply-To": in_reply_to, "References": in_reply_to} if in_reply_to else {}
+    headers = {"Auto-Submitted": "auto-replied"}
+    if in_reply_to:
+        headers |= {"In-Reply-To": in_reply_to, "References": in_reply_to}
     send(
         gw,
         session,

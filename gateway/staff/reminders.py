@@ -23,7 +23,7 @@ from gateway.context import Gateway
 from gateway.models import Case, Meeting, Notice, OrderRecord, OutboxItem, Summons
 from gateway.staff import digest
 from gateway.staff.mailer import alert
-from gateway.texts import nb_date
+from gateway.texts import nb_date, nb_time
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,11 @@ class TickReport:
 
 
 def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
-    """Every reminder whose moment has come, before dedupe."""
+    """Every reminder whose moment has come, before dedupe.
+
+    Keys are built from what survives a backup and restore (the case's UUID, the
+    notice's MeldingId, the order's OrdreId, dates), never from row ids.
+    """
     today = local_today(now)
     morning = now.astimezone(OSLO).time() >= MORNING
     horizon = today + timedelta(days=gw.settings.gateway.deadline_warning_days)
@@ -66,8 +70,8 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
     found: list[Due] = []
 
     summoned_ids = select(Summons.case_id)
-    for case_id, target in session.execute(
-        select(Case.id, Case.first_meeting_target).where(
+    for case_id, uid, target in session.execute(
+        select(Case.id, Case.uid, Case.first_meeting_target).where(
             Case.status.in_(("awaiting_summons", "needs_registration")),
             Case.first_meeting_target < today,
             Case.id.not_in(summoned_ids),
@@ -75,7 +79,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
     ):
         found.append(
             Due(
-                f"case:{case_id}:summons-overdue:{target}",
+                f"case:{uid}:summons-overdue:{target}",
                 case_id,
                 "Innkalling er ikke sendt",
                 f"Målet om første samtale innen {nb_date(target)} er passert, "
@@ -84,55 +88,60 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
             )
         )
 
-    for case_id, created in session.execute(
-        select(Case.id, Case.created_at).where(Case.status == "needs_registration")
+    for case_id, uid, created in session.execute(
+        select(Case.id, Case.uid, Case.created_at).where(Case.status == "needs_registration")
     ):
         if gw.calendar.working_days_between(local_today(created), today) >= 1:
             found.append(
                 Due(
-                    f"case:{case_id}:registration-pending",
+                    f"case:{uid}:registration-pending",
                     case_id,
                     "Brev venter på registrering",
                     "Et brev fra politiet er ennå ikke registrert som sak.",
                 )
             )
 
-    for meeting_id, case_id, starts_on in session.execute(
-        select(Meeting.id, Meeting.case_id, Meeting.starts_on).where(
-            Meeting.outcome.is_(None), Meeting.starts_on <= next_working
-        )
+    for case_id, uid, starts_on, starts_at, place in session.execute(
+        select(Meeting.case_id, Case.uid, Meeting.starts_on, Meeting.starts_at, Meeting.place)
+        .join(Case, Case.id == Meeting.case_id)
+        .where(Meeting.outcome.is_(None), Meeting.starts_on <= next_working)
     ):
+        meeting = f"case:{uid}:meeting:{starts_on}" + (f"T{starts_at:%H%M}" if starts_at else "")
+        when = nb_date(starts_on) + (f" kl. {nb_time(starts_at)}" if starts_at else "")
+        where = f", {place}" if place else ""
         if starts_on < today:
             found.append(
                 Due(
-                    f"meeting:{meeting_id}:outcome-missing",
+                    f"{meeting}:outcome-missing",
                     case_id,
-                    "Utfall av samtale er ikke registrert",
-                    f"Samtalen {nb_date(starts_on)} har ikke fått registrert utfall.",
-                    actions=("MØTT <dato>", "IKKE MØTT <dato>"),
+                    "Forfalt: utfall av samtale er ikke registrert",
+                    f"Samtalen {when}{where} er passert, og utfallet er ikke registrert.",
+                    actions=("MØTT <dato>", "IKKE MØTT <dato>", "INNKALT <dato> (ny innkalling)"),
                 )
             )
         elif starts_on == today and morning:
             found.append(
                 Due(
-                    f"meeting:{meeting_id}:today",
+                    f"{meeting}:today",
                     case_id,
                     "Samtale i dag",
-                    f"Samtale i dag, {nb_date(starts_on)}.",
+                    f"Samtale i dag, {when}{where}.",
+                    ("Svar MØTT eller IKKE MØTT når samtalen er holdt.",),
+                    actions=("MØTT", "IKKE MØTT"),
                 )
             )
         elif today < starts_on <= next_working and gw.calendar.is_working_day(today) and morning:
             found.append(
                 Due(
-                    f"meeting:{meeting_id}:next-day",
+                    f"{meeting}:next-day",
                     case_id,
                     "Samtale neste arbeidsdag",
-                    f"Samtale {nb_date(starts_on)}.",
+                    f"Samtale {when}{where}.",
                 )
             )
 
-    for case_id, deadline in session.execute(
-        select(Case.id, Case.attendance_deadline).where(
+    for case_id, uid, deadline in session.execute(
+        select(Case.id, Case.uid, Case.attendance_deadline).where(
             Case.status.in_(OPEN_FOR_DEADLINES),
             Case.attendance_deadline.is_not(None),
             Case.attendance_deadline <= horizon,
@@ -141,15 +150,34 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
     ):
         found.append(
             Due(
-                f"case:{case_id}:attendance-deadline:{deadline}",
+                f"case:{uid}:attendance-deadline:{deadline}",
                 case_id,
                 "Frist for oppmøte nærmer seg",
                 f"Fristen for oppmøte er {nb_date(deadline)}.",
             )
         )
 
-    for case_id, end in session.execute(
-        select(Case.id, Case.condition_end).where(
+    for case_id, uid, deadline in session.execute(
+        select(Case.id, Case.uid, Case.attendance_deadline).where(
+            Case.status.in_(OPEN_FOR_DEADLINES),
+            Case.attendance_deadline.is_not(None),
+            Case.attendance_deadline < today,
+            Case.attendances < Case.required_attendances,
+        )
+    ):
+        found.append(
+            Due(
+                f"case:{uid}:attendance-overdue:{deadline}",
+                case_id,
+                "Forfalt: fristen for oppmøte er passert",
+                f"Fristen for oppmøte var {nb_date(deadline)}, og personen har ikke møtt som pålagt.",
+                ("Registrer utfallet, eller meld fra til påtalemyndigheten.",),
+                actions=("MØTT <dato>", "IKKE MØTT", "INNKALT <dato> (ny innkalling)"),
+            )
+        )
+
+    for case_id, uid, end in session.execute(
+        select(Case.id, Case.uid, Case.condition_end).where(
             Case.status.in_(NOT_ENDED),
             Case.condition_end.is_not(None),
             Case.condition_end <= horizon,
@@ -158,7 +186,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
     ):
         found.append(
             Due(
-                f"case:{case_id}:condition-end:{end}",
+                f"case:{uid}:condition-end:{end}",
                 case_id,
                 "Prøvetiden går ut snart",
                 f"Prøvetiden går ut {nb_date(end)}. Avslutt saken når den er ute.",
@@ -166,13 +194,13 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
             )
         )
 
-    for notice_id, case_id, created in session.execute(
-        select(Notice.id, Notice.case_id, Notice.created_at).where(Notice.status == "draft")
+    for message_id, case_id, created in session.execute(
+        select(Notice.message_id, Notice.case_id, Notice.created_at).where(Notice.status == "draft")
     ):
         if gw.calendar.working_days_between(local_today(created), today) >= 1:
             found.append(
                 Due(
-                    f"notice:{notice_id}:awaiting-confirmation",
+                    f"notice:{message_id}:awaiting-confirmation",
                     case_id,
                     "Varsel venter på bekreftelse",
                     "Et utkast til varsel til påtalemyndigheten venter på bekreftelse.",
@@ -180,15 +208,15 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 )
             )
 
-    for record_id, order_id, created in session.execute(
-        select(OrderRecord.id, OrderRecord.order_id, OrderRecord.sent_at).where(
+    for order_id, created in session.execute(
+        select(OrderRecord.order_id, OrderRecord.sent_at).where(
             OrderRecord.applied_at.is_(None), OrderRecord.message_type != "ny"
         )
     ):
         if gw.calendar.working_days_between(local_today(created), today) >= 2:
             found.append(
                 Due(
-                    f"order:{record_id}:parked",
+                    f"order:{order_id}:parked",
                     None,
                     "Endring venter på ordren den gjelder",
                     f"En endring eller tilbakekalling (OrdreId {order_id}) "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from gateway.models import Case
+from gateway.texts import nb_time
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def case_sheet(case: Case) -> Sheet:
         attendances=case.attendances,
         tests_required=case.tests_required,
         meetings=[
-            (m.starts_on, f"{m.starts_at:%H:%M}" if m.starts_at else None, m.outcome or "avtalt")
+            (m.starts_on, nb_time(m.starts_at) if m.starts_at else None, m.outcome or "avtalt")
             for m in case.meetings
         ],
         tests=[(t.on, t.taken) for t in case.tests],
