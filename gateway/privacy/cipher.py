@@ -40,7 +40,7 @@ def _derive(master: bytes, info: bytes) -> bytes:
 
 
 def _hash(key: bytes, value: str) -> str:
-    """Hex HMAC-SHA256 with all whitespace removed, so ``170590 12345`` matches too."""
+    """Hex HMAC-SHA256 with all whitespace removed, so ``178590 10067`` matches too."""
     return hmac.new(key, "".join(value.split()).encode("utf-8"), hashlib.sha256).hexdigest()
 
 

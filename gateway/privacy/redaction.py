@@ -52,7 +52,7 @@ def redact_value(value: object) -> object:
     """``value`` with identity numbers masked, keeping its type where that is safe.
 
     For structured output (``extra`` fields, JSON): text is redacted; a number stays a
-    number unless its digits look like an identity number (``extra={"case": 17059012345}``),
+    number unless its digits look like an identity number (``extra={"case": 17859010067}``),
     then it becomes the mask; ``None`` and booleans pass; anything else becomes its
     redacted ``str``.
     """
