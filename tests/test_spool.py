@@ -200,8 +200,12 @@ def test_poll_is_oldest_first_then_by_name(spool: SpoolChannel) -> None:
 def test_poll_respects_settle_time(tmp_path: Path, clock: SimulatedClock) -> None:
     """Changed on purpose: settling is measured by the monotonic clock between polls,
     not by comparing file times with the wall clock (see test_spool_settle.py)."""
+    import connectors.spool
+
     ticks = [0.0]
-    channel = SpoolChannel("spool", tmp_path, clock=clock, settle_seconds=60, monotonic=lambda: ticks[0])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(connectors.spool, "monotonic", lambda: ticks[0])
+        channel = SpoolChannel("spool", tmp_path, clock=clock, settle_seconds=60)
     path = drop_file(channel.inbox, "ordre.xml", ORDER)
     assert list(channel.poll(CURSOR)) == []
     clock.advance(timedelta(hours=1))  # simulated time is not what settles a file

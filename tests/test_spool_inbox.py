@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import connectors.spool as spool_package
 import connectors.spool.health as health
 from connectors.spool import DEFAULT_SETTLE_SECONDS, SpoolChannel, drop_file
 from connectors.spool.files import NAME_BUDGET, kept_names
@@ -57,8 +58,18 @@ def clock() -> SimulatedClock:
     return SimulatedClock(START)
 
 
-def channel_at(root: Path, clock: SimulatedClock, **options: object) -> SpoolChannel:
-    return SpoolChannel("spool", root, clock=clock, **options)  # type: ignore[arg-type]
+def channel_at(
+    root: Path, clock: SimulatedClock, *, monotonic: Ticks | None = None, **options: object
+) -> SpoolChannel:
+    """A channel; with ``monotonic``, one whose settle and log-rate clock the test moves."""
+    if monotonic is None:
+        return SpoolChannel("spool", root, clock=clock, **options)  # type: ignore[arg-type]
+    saved = spool_package.monotonic
+    spool_package.monotonic = monotonic
+    try:
+        return SpoolChannel("spool", root, clock=clock, **options)  # type: ignore[arg-type]
+    finally:
+        spool_package.monotonic = saved
 
 
 def names(channel: SpoolChannel) -> list[str]:

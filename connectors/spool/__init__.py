@@ -45,6 +45,9 @@ __all__ = ["DEFAULT_SETTLE_SECONDS", "SpoolChannel", "drop_file", "safe_name"]
 log = logging.getLogger(__name__)
 
 DEFAULT_SETTLE_SECONDS = 2.0
+# The clock of settling and of log rate limits: it never steps. Not a constructor
+# option, because every option is a configuration key; tests replace it here.
+monotonic: Callable[[], float] = time.monotonic
 
 
 class SpoolChannel:
@@ -57,7 +60,7 @@ class SpoolChannel:
 
     ``settle_seconds``: how long an inbox file must stay unchanged (by the monotonic
     clock) before it is read; 0 takes files at first sight (for droppers that always
-    rename into place). ``monotonic`` is a seam for tests.
+    rename into place).
     """
 
     def __init__(
@@ -70,7 +73,6 @@ class SpoolChannel:
         keep_processed: bool = False,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
         max_bytes: int = 10_485_760,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
@@ -85,7 +87,8 @@ class SpoolChannel:
         self.rejected = self.root / "rejected"
         self.delivered = self.root / ".delivered"
         self._keep_processed = keep_processed
-        self._warn = RateLimitedLog(monotonic)
+        ticks = monotonic  # looked up now, so a test can replace the module's clock
+        self._warn = RateLimitedLog(ticks)
         with translating("opening", "the spool root"):
             root_info = os.stat(self.root)
         if not stat.S_ISDIR(root_info.st_mode):
@@ -102,7 +105,7 @@ class SpoolChannel:
             processed=self.processed,
             rejected=self.rejected,
             clock=clock,
-            monotonic=monotonic,
+            monotonic=ticks,
             settle_seconds=settle_seconds,
             max_bytes=max_bytes,
             keep_processed=keep_processed,
