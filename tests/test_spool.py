@@ -632,10 +632,10 @@ def test_acknowledge_leaves_a_file_swapped_for_a_copy(
 ) -> None:
     """Same bytes, but a new file under the name between the check and the unlink."""
     import connectors.spool.inbox as module
+    from connectors.spool.files import read_fd as real_read
 
     path = drop_file(spool.inbox, "ordre.xml", ORDER)
     (message,) = spool.poll(CURSOR)
-    real_read = module.read_fd
 
     def read_then_swap(fd: int, limit: int) -> bytes:
         found = real_read(fd, limit)

@@ -13,13 +13,13 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import connectors.spool as spool_package
-import connectors.spool.health as health
 from connectors.spool import DEFAULT_SETTLE_SECONDS, SpoolChannel, drop_file
 from connectors.spool.files import NAME_BUDGET, kept_names
 from connectors.spool.inbox import Settle
@@ -59,15 +59,15 @@ def clock() -> SimulatedClock:
 
 
 def channel_at(
-    root: Path, clock: SimulatedClock, *, monotonic: Ticks | None = None, **options: object
+    root: Path, clock: SimulatedClock, *, monotonic: Ticks | None = None, **options: Any
 ) -> SpoolChannel:
     """A channel; with ``monotonic``, one whose settle and log-rate clock the test moves."""
     if monotonic is None:
-        return SpoolChannel("spool", root, clock=clock, **options)  # type: ignore[arg-type]
+        return SpoolChannel("spool", root, clock=clock, **options)
     saved = spool_package.monotonic
     spool_package.monotonic = monotonic
     try:
-        return SpoolChannel("spool", root, clock=clock, **options)  # type: ignore[arg-type]
+        return SpoolChannel("spool", root, clock=clock, **options)
     finally:
         spool_package.monotonic = saved
 
@@ -272,10 +272,10 @@ def test_a_file_linked_after_the_scan_is_not_read(
     tmp_path: Path, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import connectors.spool.inbox as inbox_module
+    from connectors.spool.files import open_regular as real_open
 
     channel = channel_at(tmp_path, clock, settle_seconds=0)
     path = drop_file(channel.inbox, "ordre.xml", ORDER)
-    real_open = inbox_module.open_regular
 
     def link_then_open(target: Path) -> object:
         os.link(path, tmp_path / "elsewhere.xml")
@@ -373,9 +373,7 @@ def test_check_reports_a_folder_this_process_cannot_write(
     channel = channel_at(tmp_path, clock)
     if IS_ROOT:  # root may write anything: pretend to be a service user for outbox/
         real_access = os.access
-        monkeypatch.setattr(
-            health.os, "access", lambda p, mode: Path(p) != channel.outbox and real_access(p, mode)
-        )
+        monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != channel.outbox and real_access(p, mode))
     else:
         channel.outbox.chmod(0o500)
     try:
@@ -401,7 +399,7 @@ LONG_NAMES = [
 def test_names_near_name_max_never_break_the_acknowledgement(
     tmp_path: Path, clock: SimulatedClock, name: str, mode: str
 ) -> None:
-    options: dict[str, object] = {"settle_seconds": 0, "keep_processed": mode == "processed"}
+    options: dict[str, Any] = {"settle_seconds": 0, "keep_processed": mode == "processed"}
     if mode == "rejected":
         options["max_bytes"] = 8
     channel = channel_at(tmp_path, clock, **options)
@@ -443,7 +441,7 @@ def test_two_long_names_that_clean_up_alike_stay_apart(tmp_path: Path, clock: Si
 
 @pytest.mark.parametrize("mode", ["processed", "rejected"])
 def test_kept_files_are_the_gateways_own(tmp_path: Path, clock: SimulatedClock, mode: str) -> None:
-    options: dict[str, object] = {"settle_seconds": 0, "keep_processed": True}
+    options: dict[str, Any] = {"settle_seconds": 0, "keep_processed": True}
     if mode == "rejected":
         options["max_bytes"] = 8
     channel = channel_at(tmp_path, clock, **options)

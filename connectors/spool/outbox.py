@@ -133,9 +133,12 @@ class Outbox:
                 log.info("spool %s: finished the interrupted delivery of %s", self._channel, reference)
             return self._receipt(reference, marker, duplicate=not finished)
         with translating("reading", folder.label):
-            if exists(visible):  # delivered by a version that kept no marker
-                return self._receipt(reference, marker, duplicate=True)
+            legacy = exists(visible)
         now = self._clock.now()
+        if legacy:  # delivered by a version that kept no marker: remember it from now on
+            with translating("writing", ".delivered"):
+                self._mark(marker, key, reference, now)
+            return self._receipt(reference, marker, duplicate=True)
         contents = build(now)  # PermanentError for an invalid message, before any file
         twins = [temporary_twin(folder.path / name) for name in names]
         try:
