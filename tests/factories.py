@@ -21,6 +21,8 @@ from gateway.samples import (  # re-exported: tests and the demo share one build
 
 __all__ = [
     "KOMMUNE",
+    "OTHER_KOMMUNE",
+    "OTHER_STAFF",
     "POLICE_ORG",
     "POLICE_SENDER",
     "STAFF",
@@ -32,6 +34,28 @@ __all__ = [
 ]
 
 
+OTHER_STAFF = "ola.nabo@nabodal.kommune.example"
+OTHER_KOMMUNE = "4602"
+OTHER_UNIT_ORG = "974760673"
+
+_SECOND_UNIT = f"""
+[[units]]
+code = "nabodal"
+name = "Rådgivende enhet for russaker Nabodal"
+org_number = "{OTHER_UNIT_ORG}"
+kommunenummer = ["{OTHER_KOMMUNE}"]
+staff = ["{OTHER_STAFF}"]
+contact_name = "Nils Nabo"
+
+[[units.police]]
+name = "Testdal politidistrikt"
+org_number = "{POLICE_ORG}"
+notice_channel = "spool"
+notice_address = "patale.testdal@example.org"
+sender_addresses = ["@politiet.no"]
+"""
+
+
 def write_config(
     directory: Path,
     *,
@@ -39,8 +63,13 @@ def write_config(
     notice_policy: str = "confirm",
     auto_days: int = 3,
     extra_gateway: str = "",
+    second_unit: bool = False,
 ) -> Path:
-    """A complete configuration on the spool channel, in ``directory``."""
+    """A complete configuration on the spool channel, in ``directory``.
+
+    ``second_unit`` adds unit "nabodal" (kommunenummer 4602, staff OTHER_STAFF)
+    served by the same police district, for tests across units.
+    """
     from gateway.privacy import generate_key_file
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,6 +110,7 @@ notice_channel = "spool"
 notice_address = "patale.testdal@example.org"
 sender_addresses = ["@politiet.no"]
 
+{_SECOND_UNIT if second_unit else ""}
 [[channels]]
 name = "spool"
 type = "spool"
