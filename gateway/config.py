@@ -74,6 +74,11 @@ class Unit(_Strict):
     contact_name: str | None = None
     contact_phone: str | None = None
     contact_email: str | None = None
+    staff_names: Literal["full", "initials", "none"] = Field(
+        default="initials",
+        description="how much of a person's name alert and digest mails carry "
+        "(the full case sheet comes only on request: STATUS, case show)",
+    )
     notice_policy: Literal["confirm", "auto"] = "confirm"
     auto_notice_after_working_days: int = Field(default=3, ge=0, le=60)
     police: list[PoliceDistrict] = Field(default_factory=list)
