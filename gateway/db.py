@@ -9,8 +9,9 @@ upgraded only by Alembic.
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -54,16 +55,61 @@ def session_factory(engine: Engine) -> SessionFactory:
 
 @contextmanager
 def session_scope(factory: SessionFactory) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any exception."""
+    """One transaction: commit on success, roll back on any exception.
+
+    Work registered with ``after_commit`` runs only once the commit succeeded, so a
+    log line such as "case … opened" is never written for a transaction that a full
+    disk or a conflict then rolled back.
+    """
     session = factory()
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
+        session.info.pop(_AFTER_COMMIT, None)
         raise
     finally:
         session.close()
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        callback()
+
+
+_AFTER_COMMIT = "russak.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Run ``callback`` after this session's transaction commits (never on rollback)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def after_commit_mark(session: Session) -> int:
+    """Where the after-commit work stands now, to drop what a rolled-back savepoint added."""
+    return len(session.info.get(_AFTER_COMMIT, ()))
+
+
+def drop_after_commit(session: Session, mark: int) -> None:
+    del session.info.get(_AFTER_COMMIT, [])[mark:]
+
+
+def log_after_commit(session: Session, logger: logging.Logger, level: int, msg: str, *args: object) -> None:
+    """A log line about a change, written only if the change was committed."""
+    after_commit(session, lambda: logger.log(level, msg, *args))
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full", PostgreSQL's disk-full, or ENOSPC/EDQUOT."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "disk is full" in text or "no space left" in text or "could not extend file" in text:
+        return True
+    cause = exc.__cause__ or getattr(exc, "orig", None)
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """The database cannot be written: a read-only file, folder or file system."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "readonly database" in text or "read-only file system" in text or "unable to open database" in text
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

@@ -100,7 +100,9 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # one of gateway.domain.closing.REASONS; what staff added is the encrypted comment
     close_reason: Mapped[str | None] = mapped_column(String(200))
+    close_comment: Mapped[str | None] = mapped_column(EncryptedText)
     # the order: OrdreId of the "ny" (None for a letter until registered)
     order_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     sender_name: Mapped[str | None] = mapped_column(String(200))

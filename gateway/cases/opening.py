@@ -20,6 +20,7 @@ from gateway.cases.transitions import apply_event
 from gateway.clock import local_today
 from gateway.config import Unit as UnitSettings
 from gateway.context import Gateway
+from gateway.db import log_after_commit
 from gateway.domain import lifecycle, notices
 from gateway.domain.identifiers import parse_identity_number
 from gateway.domain.lifecycle import Status
@@ -130,7 +131,15 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
     session.add(case)
     session.flush()
     audit(gw, session, "system:intake", "case_opened", case, f"order {order.order_id}")
-    log.info("case %s opened for unit %s from order %s", case.number, unit.code, order.order_id)
+    log_after_commit(
+        session,
+        log,
+        logging.INFO,
+        "case %s opened for unit %s from order %s",
+        case.number,
+        unit.code,
+        order.order_id,
+    )
     gw.emit(session, CaseOpened(case))
     _warn_same_person(gw, session, case)
     return case

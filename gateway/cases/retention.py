@@ -2,10 +2,24 @@
 
 A case is purged ``retention_days`` after it ended (closed, withdrawn) or after its
 condition period ended, whichever comes first. What remains is one
-``CaseStatistic`` row with counts and months, nothing that names a person. Stored
-originals (inbound messages, parked orders, outbox payloads) of purged cases and
-old quarantine entries go too. Case documents belong in the municipality's archive
-(Noark 5) before that; the ops guide says so.
+``CaseStatistic`` row with counts and months, nothing that names a person. Case
+documents belong in the municipality's archive (Noark 5) before that; the ops
+guide says so.
+
+Everything the purge clears, in one place (``purge`` does them in this order; the
+test that fills every column and file with marked data checks the list):
+
+1. purgeable cases (ended, or condition period over, ``retention_days`` ago) and
+   letter cases never registered ``retention_days`` after they came: the case row
+   and with it the person, guardians, meetings, summonses, tests and notices; the
+   originals of its inbound messages; its order records; its outbox payloads and
+   errors; the details of its audit entries;
+2. parked amendments whose order never came: the record and the original;
+3. quarantine entries older than ``retention_days``: the entry and the original;
+4. every other stored original older than ``retention_days`` (duplicates, ignored
+   mail, commands), every old outbox payload and ``last_error``, old intake attempts;
+5. each channel's own copies (the spool's ``processed/`` and ``rejected/`` folders),
+   through the channel's ``purge(before)`` where it has one.
 """
 
 from __future__ import annotations
@@ -24,10 +38,12 @@ from gateway.models import (
     Case,
     CaseStatistic,
     InboundMessage,
+    IntakeAttempt,
     OrderRecord,
     OutboxItem,
     QuarantineEntry,
 )
+from gateway.ports import ChannelError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +54,8 @@ class PurgeReport:
     inbound: int = 0
     quarantine: int = 0
     outbox: int = 0
+    parked: int = 0
+    channel_files: int = 0
 
 
 def purgeable(session: Session, now: datetime, retention_days: int) -> list[Case]:
@@ -49,6 +67,7 @@ def purgeable(session: Session, now: datetime, retention_days: int) -> list[Case
                 or_(
                     Case.ended_at < cutoff,
                     Case.condition_end < cutoff_day,
+                    (Case.status == "needs_registration") & (Case.created_at < cutoff),
                 )
             )
         )
@@ -111,6 +130,7 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
                 session.execute(delete(QuarantineEntry).where(QuarantineEntry.inbound_id.in_(ids)))
                 session.execute(update(InboundMessage).where(InboundMessage.id.in_(ids)).values(content=None))
             report.quarantine = len(ids)
+            report.parked = _drop_parked(session, cutoff)
             # Originals of messages that never became a case (duplicates, ignored mail).
             session.execute(
                 update(InboundMessage)
@@ -123,11 +143,45 @@ def purge(gw: Gateway, *, dry_run: bool = False) -> PurgeReport:
                     OutboxItem.created_at < cutoff,
                     OutboxItem.status.in_(("sent", "dead", "cancelled")),
                 )
-                .values(payload=None)
+                .values(payload=None, last_error=None)
             )
-    if report.cases and not dry_run:
-        log.info("purge: personal data removed for %d case(s)", len(report.cases))
+            session.execute(delete(IntakeAttempt).where(IntakeAttempt.last_at < cutoff))
+    if not dry_run:
+        report.channel_files = _purge_channels(gw, cutoff)
+    if (report.cases or report.parked or report.channel_files) and not dry_run:
+        log.info(
+            "purge: personal data removed for %d case(s), %d parked amendment(s), %d channel file(s)",
+            len(report.cases),
+            report.parked,
+            report.channel_files,
+        )
     return report
+
+
+def _drop_parked(session: Session, cutoff: datetime) -> int:
+    """Amendments that waited ``retention_days`` for an order that never came."""
+    parked = session.scalars(
+        select(OrderRecord).where(OrderRecord.applied_at.is_(None), OrderRecord.sent_at < cutoff)
+    ).all()
+    inbound_ids = [r.inbound_id for r in parked if r.inbound_id is not None]
+    if inbound_ids:
+        session.execute(update(InboundMessage).where(InboundMessage.id.in_(inbound_ids)).values(content=None))
+    for record in parked:
+        session.delete(record)
+    return len(parked)
+
+
+def _purge_channels(gw: Gateway, cutoff: datetime) -> int:
+    """Channels that keep copies of their own (the spool's processed/ and rejected/)."""
+    removed = 0
+    for entry in gw.settings.channels:
+        purge = getattr(gw.channel(entry.name), "purge", None)
+        if callable(purge):
+            try:
+                removed += int(purge(cutoff))
+            except ChannelError as exc:
+                log.warning("purge: channel %s could not remove its old files: %s", entry.name, exc)
+    return removed
 
 
 def _drop_inbound(session: Session, case_id: int) -> int:
@@ -143,11 +197,11 @@ def _drop_outbox(session: Session, case_id: int) -> int:
     session.execute(
         update(OutboxItem)
         .where(OutboxItem.case_id == case_id, OutboxItem.status == "pending")
-        .values(status="cancelled", last_error="case purged")
+        .values(status="cancelled")
     )
     result = session.execute(
         update(OutboxItem)
         .where(OutboxItem.case_id == case_id)
-        .values(payload=None, case_id=None, notice_id=None)
+        .values(payload=None, case_id=None, notice_id=None, last_error="case purged")
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.cases.records import audit, breach_rows, current_notice, facts_of, store_facts, unit_settings
 from gateway.clock import local_today
 from gateway.context import Gateway
+from gateway.db import log_after_commit
 from gateway.delivery import outbox
 from gateway.delivery.notices import build_notice_message
 from gateway.domain import lifecycle, notices
@@ -48,7 +49,16 @@ def apply_event(
                 _queue_notice(gw, session, case, breaches, actor)
     name = type(event).__name__
     audit(gw, session, actor, _snake(name), case, detail)
-    log.info("case %s: %s by %s -> %s", case.number, _snake(name), _actor_kind(actor), case.status)
+    log_after_commit(
+        session,
+        log,
+        logging.INFO,
+        "case %s: %s by %s -> %s",
+        case.number,
+        _snake(name),
+        _actor_kind(actor),
+        case.status,
+    )
     return transition
 
 
@@ -90,7 +100,15 @@ def _cancel_notices(gw: Gateway, session: Session, case: Case, reason: str) -> N
         if notice.status in ("draft", "queued"):
             notice.status, notice.cancel_reason = "cancelled", reason[:200]
             outbox.cancel_for_notice(session, notice.id, reason)
-            log.info("case %s: notice %s cancelled (%s)", case.number, notice.message_id, reason)
+            log_after_commit(
+                session,
+                log,
+                logging.INFO,
+                "case %s: notice %s cancelled (%s)",
+                case.number,
+                notice.message_id,
+                reason,
+            )
 
 
 def route(gw: Gateway, case: Case) -> tuple[str, tuple[str, ...]]:

@@ -38,6 +38,7 @@ from gateway.ports import (
     Receipt,
     TransientError,
 )
+from gateway.privacy import redact
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = N
             stats.retried += 1
             continue
         except ChannelError as exc:
-            _record_dead(gw, item_id, f"{type(exc).__name__}: {exc}")
+            _record_dead(gw, item_id, error_text(exc))
             stats.dead += 1
             continue
         except Exception as exc:  # a connector bug must not wedge the loop
@@ -211,6 +212,15 @@ def dispatch_due(gw: Gateway, *, limit: int = 100, rng: random.Random | None = N
         _record_sent(gw, item_id, receipt)
         stats.sent += 1
     return stats
+
+
+def error_text(exc: BaseException) -> str:
+    """What ``last_error`` may hold: the error's class and its message, masked.
+
+    Connectors word their errors without personal data, but a vendor's message can
+    quote an address or a number; the mask makes sure none is stored or printed.
+    """
+    return f"{type(exc).__name__}: {redact(str(exc))}"[:500]
 
 
 def _record_sent(gw: Gateway, item_id: int, receipt: Receipt) -> None:
@@ -246,7 +256,7 @@ def _record_transient(gw: Gateway, item_id: int, exc: TransientError, rng: rando
         )
         item.next_attempt_at = min(now + timedelta(seconds=delay), item.give_up_at)
         item.lease_until = None
-        item.last_error = str(exc)[:500]
+        item.last_error = error_text(exc)
         log.warning(
             "outbox %s (%s): transient failure, attempt %d, retry in %.0f s: %s",
             item.id,
@@ -265,6 +275,6 @@ def _record_dead(gw: Gateway, item_id: int, reason: str) -> None:
 def _make_dead(gw: Gateway, session: Session, item: OutboxItem, reason: str) -> None:
     item.status = "dead"
     item.lease_until = None
-    item.last_error = reason[:500]
+    item.last_error = redact(reason)[:500]
     log.error("outbox %s (%s) is a dead letter: %s", item.id, item.kind, reason)
     gw.handlers.for_delivery(item.kind).failed(gw, session, item, reason)

@@ -14,11 +14,13 @@ fresh transaction instead of blocking the channel.
 from __future__ import annotations
 
 import logging
+import time
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import db
 from gateway.context import Gateway
 from gateway.intake.identity import automatic_reason, mail_identity
 from gateway.intake.orders import take_order
@@ -26,37 +28,101 @@ from gateway.intake.quarantine import Quarantine, quarantine
 from gateway.intake.router import route_mail
 from gateway.messages.mail import MailError, parse_mail
 from gateway.messages.results import IntakeResult
-from gateway.models import Case, InboundMessage
+from gateway.models import Case, InboundMessage, IntakeAttempt
 from gateway.ports import RawMessage
 
 log = logging.getLogger("gateway.intake")  # the name operators grep for
 
 
+MAX_ATTEMPTS = 3  # a message that killed the process this often is set aside
+_STORAGE_LOG_EVERY = 60.0
+_last_storage_log = -_STORAGE_LOG_EVERY
+
+
 def process(gw: Gateway, message: RawMessage) -> IntakeResult:
-    """Take one message through intake in one transaction; never raises for bad input."""
+    """Take one message through intake in one transaction; never raises for bad input.
+
+    The attempt is recorded (and committed) first. A message that kills the process
+    (a parser bug, memory exhaustion) is therefore recognised when it comes round
+    again after the restart, and after ``MAX_ATTEMPTS`` it goes to quarantine instead
+    of looping the daemon. A full disk is not the message's fault: it stays at its
+    source and is taken on a later poll, with one log line a minute, not one per
+    message.
+    """
+    where = (message.channel, _short(message.external_id))
+    try:
+        attempts = _record_attempt(gw, message)
+    except Exception as exc:
+        return _storage_trouble(exc, where)
+    if attempts > MAX_ATTEMPTS:
+        log.error("intake %s/%s: crashed the gateway %d times; quarantining", *where, attempts - 1)
+        return _quarantine_after_crash(gw, message, f"crashed the gateway {attempts - 1} times")
     try:
         with gw.session() as session:
-            return _process(gw, session, message)
+            result = _process(gw, session, message)
+            _clear_attempt(session, message)
     except IntegrityError:
         # Most likely a concurrent instance took the same message first. Only call it a
         # duplicate if that message really is stored; otherwise leave it at its source
         # (outcome "error" is not acknowledged) and take it again on the next poll.
-        where = (message.channel, _short(message.external_id))
         with gw.session() as session:
             if _find_inbound(session, message) is not None:
+                _clear_attempt(session, message)
                 log.info("intake %s/%s: taken in by another instance; no-op", *where)
                 return IntakeResult("duplicate")
         log.warning("intake %s/%s: conflict with a concurrent change; will retry", *where)
         return IntakeResult("error", reason="database conflict; retried on the next poll")
     except Exception as exc:
-        log.exception(
-            "intake %s/%s: internal error; quarantining",
-            message.channel,
-            _short(message.external_id),
-        )
+        if db.is_storage_full(exc) or db.is_read_only(exc):
+            return _storage_trouble(exc, where)
+        log.exception("intake %s/%s: internal error; quarantining", *where)
         return _quarantine_after_crash(
             gw, message, f"internal error ({type(exc).__name__}); see the daemon log"
         )
+    log.info("intake %s/%s: %s", *where, result.describe())
+    return result
+
+
+def _storage_trouble(exc: Exception, where: tuple[str, str]) -> IntakeResult:
+    """Storage full or read-only: one clear line a minute; the message waits at its source."""
+    global _last_storage_log
+    full = db.is_storage_full(exc)
+    what = "storage full" if full else "database not writable"
+    if not (full or db.is_read_only(exc)):
+        log.error(
+            "intake %s/%s: cannot record the attempt; will retry on the next poll", *where, exc_info=exc
+        )
+        return IntakeResult("error", reason="database unavailable; retried on the next poll")
+    now = time.monotonic()
+    if now - _last_storage_log >= _STORAGE_LOG_EVERY:
+        _last_storage_log = now
+        log.error(
+            "intake paused: %s (%s); free space or fix permissions on the database volume. "
+            "Nothing is lost: messages stay at their source until then",
+            what,
+            type(exc).__name__,
+        )
+    return IntakeResult("error", reason=f"{what}; retried on the next poll")
+
+
+def _record_attempt(gw: Gateway, message: RawMessage) -> int:
+    with gw.session() as session:
+        key = (message.channel, message.external_id)
+        row = session.get(IntakeAttempt, key)
+        if row is None:
+            row = IntakeAttempt(channel=key[0], external_id=key[1], attempts=0, last_at=gw.clock.now())
+            session.add(row)
+        row.attempts += 1
+        row.last_at = gw.clock.now()
+        return row.attempts
+
+
+def _clear_attempt(session: Session, message: RawMessage) -> None:
+    session.execute(
+        delete(IntakeAttempt).where(
+            IntakeAttempt.channel == message.channel, IntakeAttempt.external_id == message.external_id
+        )
+    )
 
 
 def _short(external_id: str) -> str:
@@ -76,18 +142,19 @@ def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult
     inbound = _new_inbound(gw, message, "processing")
     session.add(inbound)
     session.flush()
+    mark = db.after_commit_mark(session)
     try:
         # A savepoint: if the message ends in quarantine, nothing it half-did (an order
-        # record, a case) survives, so the same order can be taken in once fixed.
+        # record, a case, its log lines) survives, so the same order can be taken in once fixed.
         with session.begin_nested():
             result = _judge(gw, session, message, inbound)
     except Quarantine as q:
+        db.drop_after_commit(session, mark)
         result = quarantine(gw, session, inbound, q.reason)
     inbound.outcome = result.outcome
     inbound.detail = (result.reason or "")[:500] or None
     if result.case_number:
         inbound.case_id = session.scalar(select(Case.id).where(Case.number == result.case_number))
-    log.info("intake %s/%s: %s", message.channel, _short(message.external_id), result.describe())
     return result
 
 
@@ -121,6 +188,7 @@ def _quarantine_after_crash(gw: Gateway, message: RawMessage, reason: str) -> In
             inbound = _new_inbound(gw, message, "quarantined", reason)
             session.add(inbound)
             session.flush()
+            _clear_attempt(session, message)
             return quarantine(gw, session, inbound, reason)
     except Exception:
         log.exception(
