@@ -97,19 +97,45 @@ def log_after_commit(session: Session, logger: logging.Logger, level: int, msg: 
     after_commit(session, lambda: logger.log(level, msg, *args))
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it. SQLite rolls a transaction back by itself when
+    the disk is full, so the error that surfaces is often "no such savepoint" raised
+    while handling the real one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException) and id(orig) not in seen:
+            yield orig
+        current = current.__cause__ or current.__context__
+
+
 def is_storage_full(exc: BaseException) -> bool:
     """SQLite's "database or disk is full", PostgreSQL's disk-full, or ENOSPC/EDQUOT."""
-    text = str(getattr(exc, "orig", exc)).lower()
-    if "disk is full" in text or "no space left" in text or "could not extend file" in text:
-        return True
-    cause = exc.__cause__ or getattr(exc, "orig", None)
-    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+    for item in _chain(exc):
+        text = str(item).lower()
+        if "disk is full" in text or "no space left" in text or "could not extend file" in text:
+            return True
+        if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+    return False
 
 
 def is_read_only(exc: BaseException) -> bool:
     """The database cannot be written: a read-only file, folder or file system."""
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "readonly database" in text or "read-only file system" in text or "unable to open database" in text
+    for item in _chain(exc):
+        text = str(item).lower()
+        if (
+            "readonly database" in text
+            or "read-only file system" in text
+            or "unable to open database" in text
+        ):
+            return True
+        if isinstance(item, OSError) and item.errno in (errno.EROFS, errno.EACCES):
+            return True
+    return False
 
 
 def _alembic_config(engine: Engine) -> AlembicConfig:

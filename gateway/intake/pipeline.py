@@ -83,6 +83,14 @@ def process(gw: Gateway, message: RawMessage) -> IntakeResult:
     return result
 
 
+_STORAGE_REASONS = ("storage full", "database not writable")
+
+
+def is_storage_trouble(result: IntakeResult) -> bool:
+    """The message was not taken because the database cannot be written right now."""
+    return result.outcome == "error" and (result.reason or "").startswith(_STORAGE_REASONS)
+
+
 def _storage_trouble(exc: Exception, where: tuple[str, str]) -> IntakeResult:
     """Storage full or read-only: one clear line a minute; the message waits at its source."""
     global _last_storage_log

@@ -114,6 +114,8 @@ def poll_channel(gw: Gateway, channel: InboundChannel, report: CycleReport) -> N
             result = intake.process(gw, message)
             report.outcomes.append(result.outcome)
             if result.outcome == "error":
+                if intake.is_storage_trouble(result):
+                    break  # the rest would fail the same way; try again next poll
                 continue  # not stored: leave it at the source for the next poll
             taken += 1
             try:
