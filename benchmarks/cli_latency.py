@@ -1,0 +1,98 @@
+"""How long an operator waits for ``russak --help`` and ``russak cases`` (issue #8).
+
+Usage::
+
+    .venv/bin/python benchmarks/cli_latency.py [--runs N] [--cases N] [--dir PATH]
+
+Each command runs ``--runs`` times, every time in a fresh process
+(``python -m gateway ...``), so import time, which dominates a short command, is
+paid every time as it is at the shell. The site is made by ``russak init`` in a
+temporary folder (or ``--dir``) and gets ``--cases`` synthetic orders first, so
+``cases`` has something to list. Prints the median, minimum and maximum wall time
+in milliseconds; the targets are 150 ms for ``--help`` and 300 ms for ``cases``.
+
+To see where the time goes: ``python -X importtime -m gateway --help``.
+Identity numbers are synthetic (month + 80).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the tests' factories live beside the package
+
+from tests import factories  # noqa: E402
+
+RUSSAK = [sys.executable, "-m", "gateway"]
+TARGETS_MS = {"--help": 150.0, "cases": 300.0}
+
+
+def _russak(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RUSSAK, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def make_site(directory: Path, cases: int) -> Path:
+    made = _russak("init", "--dir", str(directory))
+    if made.returncode != 0:
+        raise SystemExit(f"russak init failed: {made.stderr}")
+    config = directory / "russak.toml"
+    orders = []
+    for i in range(cases):
+        path = directory / f"order-{i}.xml"
+        birth = date(1990 + i % 20, 1 + i % 12, 1 + i % 28)
+        path.write_bytes(factories.order_xml(national_id=factories.fnr(birth), birth=birth))
+        orders.append(str(path))
+    if orders:
+        taken = _russak("--config", str(config), "ingest", *orders)
+        if taken.returncode != 0:
+            raise SystemExit(f"russak ingest failed: {taken.stdout}{taken.stderr}")
+    return config
+
+
+def time_runs(args: list[str], runs: int) -> list[float]:
+    """Wall time of ``runs`` fresh processes, in milliseconds (one warm-up run first)."""
+    _russak(*args)  # warm the page cache and the .pyc files, as a second call at the shell would be
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = _russak(*args)
+        timings.append((time.perf_counter() - started) * 1000)
+        if result.returncode != 0:
+            raise SystemExit(f"russak {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=20, help="processes per command (default 20)")
+    parser.add_argument("--cases", type=int, default=20, help="synthetic orders to list (default 20)")
+    parser.add_argument("--dir", type=Path, help="make the site here (an empty or new folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="russak-cli-latency-") as scratch:
+        config = make_site(args.dir or Path(scratch) / "site", args.cases)
+        rows = {
+            "--help": time_runs(["--help"], args.runs),
+            "cases": time_runs(["--config", str(config), "cases"], args.runs),
+        }
+    print(f"python {sys.version.split()[0]}, {args.runs} fresh processes per command")
+    print(f"{'command':<10} {'median':>9} {'min':>9} {'max':>9} {'target':>9}")
+    for name, timings in rows.items():
+        median = statistics.median(timings)
+        verdict = "ok" if median <= TARGETS_MS[name] else "OVER"
+        print(
+            f"{name:<10} {median:>6.0f} ms {min(timings):>6.0f} ms {max(timings):>6.0f} ms "
+            f"{TARGETS_MS[name]:>6.0f} ms  {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``russak key``: rotate the key file, re-encrypt what is stored under older keys."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.cli import Context, UsageFailure, guarded, pass_ctx
+
+
+@click.group()
+def key() -> None:
+    """The key file: rotate it, re-encrypt stored data."""
+
+
+@key.command(name="rotate")
+@pass_ctx
+@guarded
+def key_rotate(ctx: Context) -> None:
+    """Put a new key first in the key file.
+
+    Old keys keep decrypting. Restart the daemon afterwards, then run key
+    reencrypt.
+    """
+    from gateway.privacy import KeyFileError, rotate_key_file
+
+    settings = ctx.settings()
+    path = settings.resolve_path(settings.gateway.key_file)
+    try:
+        rotate_key_file(path)
+    except KeyFileError as exc:
+        raise UsageFailure(str(exc)) from exc
+    click.echo(f"added a new key to {path}; restart the daemon, then run: russak key reencrypt")
+
+
+@key.command(name="reencrypt")
+@pass_ctx
+@guarded
+def key_reencrypt(ctx: Context) -> None:
+    """Rewrite every stored personal field under the newest key.
+
+    Restartable; afterwards the keys between the first and the last line of the
+    key file decrypt nothing any more.
+    """
+    from gateway.rekey import reencrypt
+
+    gw = ctx.gateway()
+    try:
+        count = reencrypt(gw)
+    finally:
+        gw.close()
+    click.echo(f"re-encrypted {count} value(s) under the newest key")
