@@ -130,7 +130,10 @@ def safe_name(key: str) -> str:
     to the same text. The readable part is capped and never starts with a dot (dot
     files are temporary by convention here).
     """
-    return f"{_cleaned(key)}-{_short_hash(key)}"
+    cleaned = _UNSAFE.sub("_", key)[:_SAFE_PREFIX]
+    if cleaned.startswith("."):
+        cleaned = "_" + cleaned[1:]
+    return f"{cleaned}-{_short_hash(key)}"  # unchanged since the first version: markers rely on it
 
 
 def kept_names(filename: str, tag: str) -> list[str]:
