@@ -62,7 +62,7 @@ INTAKE_ROUNDS = 15
 NOTICES = 32  # cases driven to a confirmed notice
 ATTENDED = 6  # cases where the person attended: never a notice
 DISPATCH_ROUNDS = 16
-INTAKE_LINE = b"gateway.intake: intake spool/"
+INTAKE_LINE = b'"message": "intake spool/'  # the JSON log line of one intake
 DELIVERY_LINE = b") delivered via spool"
 DELIVERED = re.compile(rb"outbox (\d+) \((\w+)\) delivered via spool( \(already delivered earlier\))?")
 
@@ -82,7 +82,7 @@ def russak_command() -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """The test's environment minus systemd's variables, so logs stay plain text."""
+    """The test's environment minus systemd's variables, so logs are JSON lines, not journald's."""
     env = dict(os.environ)
     for name in (
         "NOTIFY_SOCKET",

@@ -156,12 +156,6 @@ def test_the_core_sees_the_same_person_without_a_rotation(site: Site, tmp_path: 
     assert _same_person_alerts(site) == 1
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="caller change needed: _warn_same_person compares stored hashes; it must match "
-    "Person.national_id_hash.in_(gw.cipher.keyed_hashes(national_id)). Remove this mark with it.",
-)
 def test_the_core_sees_the_same_person_after_rotate_before_reencrypt(site: Site, tmp_path: Path) -> None:
     nid = factories.fnr(BIRTH)
     site.ingest(tmp_path / "orders", factories.order_xml(national_id=nid, birth=BIRTH))

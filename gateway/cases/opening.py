@@ -174,7 +174,9 @@ def _warn_same_person(gw: Gateway, session: Session, case: Case) -> None:
         select(Case.number)
         .join(Person)
         .where(
-            Person.national_id_hash == case.person.national_id_hash,
+            # every key's hash: between ``key rotate`` and the end of ``key reencrypt``
+            # older cases still carry a hash under an older key
+            Person.national_id_hash.in_(gw.cipher.keyed_hashes(case.person.national_id or "")),
             Case.id != case.id,
             Case.status.not_in([s.value for s in lifecycle.ENDED]),
         )
