@@ -28,7 +28,7 @@ from gateway.messages.results import CASE_TAG, IntakeResult
 from gateway.models import Case, InboundMessage
 from gateway.privacy import redact
 from gateway.staff.mailer import reply
-from gateway.staff.sheet import case_sheet
+from gateway.staff.sheet import render_sheet
 from gateway.texts import nb_date, render
 
 log = logging.getLogger(__name__)
@@ -145,28 +145,27 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
         case "summoned":
             cases.summon(gw, session, case, on, command.at, command.place, actor)
             return (
-                f"Innkalling registrert; samtale {nb_date(on)}"
+                f"Innkallingen er registrert. Samtalen er {nb_date(on)}"
                 + (f" kl. {command.at:%H:%M}" if command.at else "")
-                + (f", {command.place}" if command.place else "")
-                + "."
+                + (f", sted: {command.place}." if command.place else ". Sted er ikke oppgitt.")
             )
         case "attended":
             unbooked = cases.attended(gw, session, case, on, actor)
-            return f"Oppmøte {nb_date(on)} registrert" + (
+            return f"Oppmøtet {nb_date(on)} er registrert" + (
                 " (ingen samtale var avtalt den dagen)." if unbooked else "."
             )
         case "no-show":
             day = cases.no_show(gw, session, case, command.on, actor)
-            return f"Manglende oppmøte til samtalen {nb_date(day)} registrert."
+            return f"Registrert at personen ikke møtte til samtalen {nb_date(day)}."
         case "test-taken":
             cases.test_taken(gw, session, case, on, actor)
-            return "Prøve registrert som tatt."
+            return f"Registrert at rusmiddelprøven {nb_date(on)} er tatt."
         case "test-missed":
             cases.test_missed(gw, session, case, on, actor)
-            return "Prøve registrert som ikke tatt."
+            return f"Registrert at rusmiddelprøven {nb_date(on)} ikke er tatt."
         case "send-notice":
             cases.confirm_notice(gw, session, case, actor)
-            return "Varselet er bekreftet og sendes til påtalemyndigheten."
+            return "Varselet er bekreftet. Det sendes til påtalemyndigheten om kort tid."
         case "close":
             cases.close(gw, session, case, command.reason or "", actor)
             return "Saken er avsluttet."
@@ -234,7 +233,7 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         command = parse_command(line, today)
         confirmation = perform(gw, session, case, command, mail.sender)
     except AlreadyRecorded as exc:
-        body = render("case_sheet.txt.j2", confirmation=f"Allerede registrert: {exc}", sheet=case_sheet(case))
+        body = render_sheet(case, gw=gw, confirmation=f"Allerede registrert: {exc}")
         reply(gw, session, key, mail.sender, "Allerede registrert", body, case, mail.message_id)
         log.info("command on %s: already registered; nothing changed", case.number)
         return IntakeResult("command", case.number, "already registered")
@@ -255,7 +254,7 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
     if command.verb == "help":
         body = render("help.txt.j2", error=None)
     else:
-        body = render("case_sheet.txt.j2", confirmation=confirmation, sheet=case_sheet(case))
+        body = render_sheet(case, gw=gw, confirmation=confirmation)
     reply(
         gw,
         session,

@@ -82,9 +82,12 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 f"case:{uid}:summons-overdue:{target}",
                 case_id,
                 "Innkalling er ikke sendt",
-                f"Målet om første samtale innen {nb_date(target)} er passert, "
-                "og ingen innkalling er registrert.",
-                actions=("INNKALT <dato> [<kl>] [<sted>]",),
+                f"Første samtale skulle vært holdt innen {nb_date(target)}, "
+                "og ingen innkalling er registrert. Send skriftlig innkalling nå.",
+                actions=(
+                    "INNKALT <dato> <kl> <sted> – når du har sendt skriftlig innkalling",
+                    "STATUS – få hele saksarket",
+                ),
             )
         )
 
@@ -97,7 +100,9 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"case:{uid}:registration-pending",
                     case_id,
                     "Brev venter på registrering",
-                    "Et brev fra politiet er ennå ikke registrert som sak.",
+                    "Et brev fra politiet er ennå ikke registrert som sak. "
+                    "Send opplysningene fra brevet til driftsansvarlig, som registrerer det.",
+                    actions=("STATUS – se hva gatewayen fant i brevet",),
                 )
             )
 
@@ -115,8 +120,12 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"{meeting}:outcome-missing",
                     case_id,
                     "Forfalt: utfall av samtale er ikke registrert",
-                    f"Samtalen {when}{where} er passert, og utfallet er ikke registrert.",
-                    actions=("MØTT <dato>", "IKKE MØTT <dato>", "INNKALT <dato> (ny innkalling)"),
+                    f"Samtalen {when}{where} er holdt, men du har ikke registrert om personen møtte.",
+                    actions=(
+                        f"MØTT {nb_date(starts_on)} – personen møtte",
+                        f"IKKE MØTT {nb_date(starts_on)} – personen møtte ikke",
+                        "INNKALT <dato> <kl> <sted> – ny innkalling",
+                    ),
                 )
             )
         elif starts_on == today and morning:
@@ -125,9 +134,9 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"{meeting}:today",
                     case_id,
                     "Samtale i dag",
-                    f"Samtale i dag, {when}{where}.",
-                    ("Svar MØTT eller IKKE MØTT når samtalen er holdt.",),
-                    actions=("MØTT", "IKKE MØTT"),
+                    f"I dag er det samtale: {when}{where}.",
+                    ("Svar MØTT eller IKKE MØTT etter samtalen.",),
+                    actions=("MØTT – personen møtte", "IKKE MØTT – personen møtte ikke"),
                 )
             )
         elif today < starts_on <= next_working and gw.calendar.is_working_day(today) and morning:
@@ -136,7 +145,9 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"{meeting}:next-day",
                     case_id,
                     "Samtale neste arbeidsdag",
-                    f"Samtale {when}{where}.",
+                    f"Neste arbeidsdag er det samtale: {when}{where}.",
+                    ("Svar MØTT eller IKKE MØTT etter samtalen.",),
+                    actions=("STATUS – få hele saksarket",),
                 )
             )
 
@@ -153,7 +164,8 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 f"case:{uid}:attendance-deadline:{deadline}",
                 case_id,
                 "Frist for oppmøte nærmer seg",
-                f"Fristen for oppmøte er {nb_date(deadline)}.",
+                f"Fristen for oppmøte er {nb_date(deadline)}. Personen må møte til samtale innen da.",
+                actions=("STATUS – se hva som gjenstår i saken",),
             )
         )
 
@@ -171,8 +183,13 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 case_id,
                 "Forfalt: fristen for oppmøte er passert",
                 f"Fristen for oppmøte var {nb_date(deadline)}, og personen har ikke møtt som pålagt.",
-                ("Registrer utfallet, eller meld fra til påtalemyndigheten.",),
-                actions=("MØTT <dato>", "IKKE MØTT", "INNKALT <dato> (ny innkalling)"),
+                ("Registrer hva som skjedde. Har personen ikke møtt, lages et utkast til varsel.",),
+                actions=(
+                    "MØTT <dato> – personen møtte",
+                    "IKKE MØTT – personen møtte ikke til den avtalte samtalen",
+                    "INNKALT <dato> <kl> <sted> – ny innkalling",
+                    "STATUS – få hele saksarket",
+                ),
             )
         )
 
@@ -190,7 +207,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 case_id,
                 "Prøvetiden går ut snart",
                 f"Prøvetiden går ut {nb_date(end)}. Avslutt saken når den er ute.",
-                actions=("AVSLUTT <grunn>",),
+                actions=("AVSLUTT prøvetiden er ute – når prøvetiden er over", "STATUS – få hele saksarket"),
             )
         )
 
@@ -203,8 +220,12 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"notice:{message_id}:awaiting-confirmation",
                     case_id,
                     "Varsel venter på bekreftelse",
-                    "Et utkast til varsel til påtalemyndigheten venter på bekreftelse.",
-                    actions=("SEND VARSEL", "INNKALT <dato> (ny innkalling)"),
+                    "Et utkast til varsel til påtalemyndigheten venter på at du bekrefter det.",
+                    actions=(
+                        "SEND VARSEL – send varselet til påtalemyndigheten",
+                        "INNKALT <dato> <kl> <sted> – ny innkalling i stedet for varsel",
+                        "STATUS – se utkastet i saksarket",
+                    ),
                 )
             )
 
@@ -219,9 +240,12 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"order:{order_id}:parked",
                     None,
                     "Endring venter på ordren den gjelder",
-                    f"En endring eller tilbakekalling (OrdreId {order_id}) "
-                    "gjelder en ordre som ikke er mottatt.",
-                    ("Kontakt påtalemyndigheten og be om den opprinnelige ordren.",),
+                    "Påtalemyndigheten har sendt en endring eller tilbakekalling av en ordre "
+                    "som ikke har kommet hit.",
+                    (
+                        "Kontakt påtalemyndigheten og be om den opprinnelige ordren.",
+                        f"Ordrens ID (OrdreId): {order_id}",
+                    ),
                 )
             )
     return found
