@@ -115,6 +115,7 @@ sender_addresses = ["@politiet.no"]
 name = "spool"
 type = "spool"
 path = "spool"
+settle_seconds = 0  # tests drop files atomically (drop_file), so no settle time is needed
 sender_address = "russak-gateway@kommune.example"
 """,
         encoding="utf-8",
