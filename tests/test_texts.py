@@ -566,3 +566,59 @@ def test_all_scenarios_cover_every_state() -> None:
 
     missing = [code for code, words in STATUS_NB.items() if f"Status: {words}" not in text]
     assert not missing, missing
+
+
+def test_every_alert_for_a_case_in_every_state(rec: Recorder) -> None:
+    """Each alert, each reminder and the notice text, rendered for a case in each
+    state (not only where the scenarios raise them): no English, no codes, no reprs,
+    no identity number, no full name where the unit shows initials."""
+    nid = factories.fnr(date(1991, 2, 3))
+    rec.national_ids.add(nid)
+    rec.mail("Pålegg om oppmøte", f"Gjelder {nid}, sak 24817395.", sender=factories.POLICE_SENDER)
+    numbers = {
+        name: rec.order(case_reference=str(24817400 + i), birth=date(1980 + i, 1, 1), tests=1)
+        for i, name in enumerate(
+            ["awaiting", "summoned", "fulfilled", "draft", "queued", "notified", "withdrawn", "closed"]
+        )
+    }
+    meeting = rec.working_days(1)
+    for name in ("summoned", "fulfilled", "draft", "queued", "notified"):
+        rec.command(numbers[name], f"INNKALT {staff_date(meeting)} 10:00 Kontoret")
+    rec.at(meeting, 16)
+    rec.command(numbers["fulfilled"], "MØTT")
+    for name in ("draft", "queued", "notified"):
+        rec.command(numbers[name], "IKKE MØTT")
+    for name in ("queued", "notified"):
+        rec.command(numbers[name], "SEND VARSEL")
+    with rec.gw.session() as s:
+        queued = cases.get_case(s, numbers["queued"])
+        held = [i for i in s.scalars(select(OutboxItem).where(OutboxItem.case_id == queued.id))]
+        for item in held:
+            if item.kind == "notice":
+                item.next_attempt_at = item.next_attempt_at + timedelta(days=365)
+    rec.dispatch()
+    rec.amendment("tilbakekall", rec.order_id(numbers["withdrawn"]))
+    rec.command(numbers["closed"], "AVSLUTT flyttet")
+    rec.at(rec.working_days(30), 9)
+    rec.tick()
+    with rec.gw.session() as s:
+        every = list(s.scalars(select(Case).order_by(Case.id)))
+        assert {c.status for c in every} == {s.value for s in Status}
+        item = s.scalars(select(OutboxItem).order_by(OutboxItem.id)).first()
+        assert item is not None
+        for case in every:
+            alerts.alert_new_case(rec.gw, s, case)
+            alerts.alert_same_person(rec.gw, s, case, ["RUS-2026-0001"])
+            alerts.alert_amended(rec.gw, s, case)
+            alerts.alert_withdrawn(rec.gw, s, case)
+            alerts.alert_notice_failed(rec.gw, s, case, "PermanentError: rejected")
+            alerts.alert_dead_letter(rec.gw, s, item, case, "TransientError: timeout")
+            for notice in case.notices:
+                alerts.alert_notice_drafted(rec.gw, s, case, notice)
+                alerts.alert_notice_sent(rec.gw, s, case, notice)
+    rec.collect("alle varsler for alle tilstander")
+    for label, text in rec.texts:
+        assert not language_problems(text), (label, language_problems(text))
+        if label.startswith("alert"):
+            for first in ("Ola Testesen", "Kari Brevik"):
+                assert first not in text, label
