@@ -9,11 +9,11 @@ anything shaped like an identity number.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 
 from gateway.domain.checks import TransitionError
+from gateway.domain.identifiers import has_identity_shaped
 
 # code -> how staff write it (first word, case and å/ø folded) and how it reads
 REASONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -24,7 +24,6 @@ REASONS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 WITHDRAWN_BY_POLICE = "tilbakekalt"
 MAX_COMMENT = 200
-_IDENTITY_SHAPED = re.compile(r"(?<!\d)\d{6}[ \u00a0.\-]?\d{5}(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def parse_close_reason(text: str) -> CloseReason:
     comment = words[1].strip(" ,:;-") if len(words) > 1 else ""
     if code == "provetid_ute" and _fold(comment.split(maxsplit=1)[0] if comment else "") in ("er", "ute"):
         comment = ""  # "prøvetiden er ute" is the reason itself, not a comment
-    if _IDENTITY_SHAPED.search(comment):
+    if has_identity_shaped(comment):
         raise TransitionError(
             "Kommentaren ser ut til å inneholde et fødselsnummer. Skriv aldri fødselsnummer, "
             "prøvesvar eller helseopplysninger i en kommentar."

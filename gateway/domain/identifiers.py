@@ -118,6 +118,15 @@ def find_identity_numbers(text: str) -> list[str]:
     return found
 
 
+_IDENTITY_SHAPED = re.compile(r"(?<!\d)\d{6}[ \u00a0.\-]?\d{5}(?!\d)")
+
+
+def has_identity_shaped(text: str) -> bool:
+    """True when free text holds eleven digits shaped like an identity number (valid or
+    not: a mistyped one is personal data too). Free-text fields refuse such text."""
+    return _IDENTITY_SHAPED.search(text) is not None
+
+
 def is_valid_org_number(text: str) -> bool:
     """Brønnøysund organisation number: 9 digits, mod-11 check digit."""
     value = text.replace(" ", "").strip()
