@@ -23,6 +23,7 @@ from gateway.domain.identifiers import org_number_with_check, synthetic_identity
 from gateway.messages.orders import (
     Order,
     OrderError,
+    XmlLimits,
     load_schema,
     looks_like_order,
     parse_order,
@@ -420,6 +421,21 @@ def test_sanitiser_on_raw_libxml_messages() -> None:
     assert "Kari" not in cleaned and "urn:" not in cleaned
     assert sanitise_xml_message("Bytes: 0xE6 0x72 0x20 0x3C\nline\x00two") == "Bytes: … line two"
     assert sanitise_xml_message("tag mismatch: a14859410023 line 1") == "tag mismatch: a… line 1"
+    # libxml2 cuts very long messages short, sometimes inside the quoted value
+    cut = "Element 'Reaksjon': [facet 'enumeration'] The value 'Kari Nordmann hemmelig Kari"
+    assert sanitise_xml_message(cut) == "Element Reaksjon: [facet …] The value …"
+
+
+def test_a_value_too_long_for_libxml2s_message_is_not_quoted() -> None:
+    """A 230 KB value: the text cap stops it first; without that cap, the message
+    libxml2 cuts short must still not carry the start of the value."""
+    value = b"Kari Nordmann hemmelig " * 10_000
+    data = mutate(NY_VOKSEN, "<Reaksjon>betinget_patalaunnlatelse", "<Reaksjon>" + value.decode())
+    assert "the text of element Reaksjon is too long" in reject(data)
+    with pytest.raises(OrderError) as info:
+        parse_order(data, limits=XmlLimits(max_text=1_000_000))
+    assert str(info.value).startswith("schema: line 23: Element Reaksjon: [facet …] The value …")
+    assert "Kari" not in str(info.value)
 
 
 # --------------------------------------------------------------- hostile corpus
