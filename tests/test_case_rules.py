@@ -429,3 +429,16 @@ def test_notice_drafts_only_from_registered_no_shows(gw: Gateway) -> None:
     with gw.session() as s:
         breaches = s.scalars(select(Notice)).one().breaches
     assert breaches == [{"type": "ikke_mott", "on": meeting.isoformat()}]
+
+
+def test_a_letter_from_a_shared_police_sender_goes_to_the_unit_it_names(two_units: Gateway) -> None:
+    gw = two_units
+    police = factories.POLICE_SENDER
+    named = factories.mail(sender=police, subject="Pålegg", body="Til Rådgivende enhet for russaker Nabodal")
+    number = take(gw, named).case_number
+    assert number is not None
+    with gw.session() as s:
+        assert cases.get_case(s, number).unit.code == "nabodal"
+    unclear = factories.mail(sender=police, subject="Pålegg om oppmøte", body="Se vedlagte brev.")
+    result = take(gw, unclear)
+    assert result.outcome == "quarantined" and "shared by several units" in (result.reason or "")

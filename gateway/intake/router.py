@@ -24,18 +24,42 @@ from gateway.models import InboundMessage
 log = logging.getLogger(__name__)
 
 
-def _police_unit(gw: Gateway, sender: str | None) -> UnitSettings | None:
-    """The unit whose police district lists this sender (address or @domain)."""
+def _police_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
+    """The units whose police district lists this sender (address or @domain)."""
     if not sender:
-        return None
+        return []
     sender = sender.lower()
+    found = []
     for unit in gw.settings.units:
         for district in unit.police:
-            for allowed in district.sender_addresses:
-                allowed = allowed.lower()
-                if sender == allowed or (allowed.startswith("@") and sender.endswith(allowed)):
-                    return unit
-    return None
+            if any(
+                sender == allowed.lower() or (allowed.startswith("@") and sender.endswith(allowed.lower()))
+                for allowed in district.sender_addresses
+            ):
+                found.append(unit)
+                break
+    return found
+
+
+def _letter_unit(units: list[UnitSettings], mail: MailContent) -> UnitSettings:
+    """Which of the units sharing a police sender a letter is for.
+
+    A letter has no structured recipient; when one sender serves several units, the
+    unit is the one whose name or kommunenummer the letter names, and a letter that
+    names none or several of them goes to quarantine (all units' staff are alerted)
+    instead of silently to the first unit.
+    """
+    if len(units) == 1:
+        return units[0]
+    text = f"{mail.subject}\n{mail.body_text}".lower()
+    named = [u for u in units if u.name.lower() in text or any(k in text for k in u.kommunenummer)]
+    if len(named) == 1:
+        return named[0]
+    raise Quarantine(
+        "letter from a police sender shared by several units ("
+        + ", ".join(u.code for u in units)
+        + "); the letter does not say which unit it is for"
+    )
 
 
 def _staff_units(gw: Gateway, sender: str | None) -> list[UnitSettings]:
@@ -53,7 +77,8 @@ def route_mail(
     staff_sender = bool(staff_units)
     orders = [x for x in mail.xml_attachments if looks_like_order(x)]
     tagged = CASE_TAG.search(mail.subject or "") is not None
-    police_unit = _police_unit(gw, mail.sender)
+    police_units = _police_units(gw, mail.sender)
+    police_unit = police_units[0] if police_units else None
     if automatic is not None and police_unit is None:
         log.info("intake: automatic mail (%s); consumed without a reply", automatic)
         return IntakeResult("ignored", reason=f"automatic mail ({automatic}); no reply")
@@ -72,8 +97,8 @@ def route_mail(
         if len(results) == 1:
             return results[0]
         return IntakeResult("multiple", reason="; ".join(r.describe() for r in results))
-    if police_unit is not None:
-        return take_letter(gw, session, mail, police_unit)
+    if police_units:
+        return take_letter(gw, session, mail, _letter_unit(police_units, mail))
     if tagged:
         log.warning("intake: command-like mail from an address that is not allow-listed; ignored (no reply)")
         return IntakeResult("ignored", reason="command from an address that is not allow-listed")
