@@ -44,10 +44,11 @@ from sqlalchemy import select
 from connectors.spool import drop_file, safe_name
 from gateway import cases as svc
 from gateway.app import open_gateway
-from gateway.clock import local_today
+from gateway.clock import SimulatedClock, SystemClock, local_today
 from gateway.config import load_settings
 from gateway.context import Gateway
 from gateway.models import Case, Notice, OutboxItem
+from gateway.ports import Clock
 from gateway.staff.commands import Command, perform
 from tests.factories import fnr, order_xml, write_config
 
@@ -336,8 +337,8 @@ def run_to_completion(
 
 
 @contextmanager
-def gateway_of(config: Path) -> Iterator[Gateway]:
-    gw = open_gateway(load_settings(config))
+def gateway_of(config: Path, clock: Clock | None = None) -> Iterator[Gateway]:
+    gw = open_gateway(load_settings(config), clock=clock)
     try:
         yield gw
     finally:
@@ -451,18 +452,26 @@ def _crash_test(tmp_path: Path, seed: int) -> None:
     attend_waves = {3 * j: [order] for j, order in enumerate(attended)}
 
     def confirm(i: int) -> None:
-        """Staff record a missed meeting and confirm the notice while the daemon is down."""
+        """Staff record a missed meeting and confirm the notice while the daemon is down.
+
+        The meetings were booked a fortnight ago (a clock set back for the booking:
+        the rules accept only bookings in the future) and held a week ago.
+        """
+        booked_at = SystemClock().now() - timedelta(days=14)
+        meeting = local_today(booked_at) + timedelta(days=7)
+        cases_now = [*notice_waves.get(i, []), *attend_waves.get(i, [])]
+        with gateway_of(config, SimulatedClock(booked_at)) as gw, gw.session() as session:
+            for order in cases_now:
+                case = svc.get_case(session, number_of[order.order_id])
+                perform(gw, session, case, Command("summoned", on=meeting), ACTOR)
         with gateway_of(config) as gw, gw.session() as session:
-            today = local_today(gw.clock.now())
             for order in notice_waves.get(i, []):
                 case = svc.get_case(session, number_of[order.order_id])
-                perform(gw, session, case, Command("summoned", on=today - timedelta(days=7)), ACTOR)
-                perform(gw, session, case, Command("no-show", on=today - timedelta(days=7)), ACTOR)
+                perform(gw, session, case, Command("no-show", on=meeting), ACTOR)
                 perform(gw, session, case, Command("send-notice"), ACTOR)
             for order in attend_waves.get(i, []):
                 case = svc.get_case(session, number_of[order.order_id])
-                perform(gw, session, case, Command("summoned", on=today - timedelta(days=7)), ACTOR)
-                perform(gw, session, case, Command("attended", on=today - timedelta(days=7)), ACTOR)
+                perform(gw, session, case, Command("attended", on=meeting), ACTOR)
 
     dispatch = crash_rounds(harness, paths, rng, DISPATCH_ROUNDS, confirm, DELIVERY_LINE, 5)
     run_to_completion(

@@ -14,6 +14,7 @@ from gateway.cases.transitions import apply_event, route
 from gateway.clock import OSLO, local_today
 from gateway.context import Gateway
 from gateway.domain import checks, lifecycle
+from gateway.domain.closing import WITHDRAWN_BY_POLICE, CloseReason
 from gateway.domain.lifecycle import TransitionError
 from gateway.effects import CaseAmended, CaseWithdrawn
 from gateway.messages.orders import Order
@@ -113,9 +114,10 @@ def confirm_notice(gw: Gateway, session: Session, case: Case, actor: str) -> Not
     return draft
 
 
-def close(gw: Gateway, session: Session, case: Case, reason: str, actor: str) -> None:
-    case.close_reason = reason[:200]
-    apply_event(gw, session, case, lifecycle.Closed(reason), actor, reason)
+def close(gw: Gateway, session: Session, case: Case, reason: CloseReason, actor: str) -> None:
+    """Close the case for one of the fixed reasons; a comment is stored encrypted only."""
+    case.close_reason, case.close_comment = reason.code, reason.comment
+    apply_event(gw, session, case, lifecycle.Closed(reason.code), actor, f"reason {reason.code}")
     for meeting in case.meetings:
         if meeting.outcome is None:
             meeting.outcome = "cancelled"
@@ -123,7 +125,7 @@ def close(gw: Gateway, session: Session, case: Case, reason: str, actor: str) ->
 
 
 def withdraw(gw: Gateway, session: Session, case: Case, order_id: str) -> None:
-    case.close_reason = "tilbakekalt av påtalemyndigheten"
+    case.close_reason = WITHDRAWN_BY_POLICE
     apply_event(gw, session, case, lifecycle.Withdrawn(), "system:intake", f"order {order_id}")
     for meeting in case.meetings:
         if meeting.outcome is None:

@@ -73,6 +73,15 @@ def check_attendance(facts: CaseFacts, on: date, now: datetime) -> None:
         )
 
 
+def attendance_day(facts: CaseFacts, now: datetime) -> date:
+    """What "MØTT" without a date means: the booked meeting, once its day has come
+    (answered the morning after, it is still that meeting), else today."""
+    booking = facts.booking
+    if booking is not None and booking.on <= oslo_date(now):
+        return booking.on
+    return oslo_date(now)
+
+
 def is_unbooked(facts: CaseFacts, on: date) -> bool:
     """An attendance on a day with no booked meeting (allowed, and audited as such)."""
     return facts.booking is None or facts.booking.on != on

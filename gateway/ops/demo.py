@@ -71,6 +71,15 @@ class Demo:
         self.dir = directory
         self.clock = SimulatedClock(START)
         initialise(directory)
+        # The demo drops every file atomically (``drop_file``), so it needs no settle time
+        # and each simulated morning takes in what was dropped before it.
+        config = directory / "russak.toml"
+        config.write_text(
+            config.read_text(encoding="utf-8").replace(
+                'path = "spool"', 'path = "spool"\nsettle_seconds = 0', 1
+            ),
+            encoding="utf-8",
+        )
         self.gw: Gateway = open_gateway(load_settings(directory / "russak.toml"), clock=self.clock)
         self.inbox = directory / "spool" / "inbox"
         self.people = _people()
@@ -203,7 +212,7 @@ class Demo:
             self.command(key, f"INNKALT {meeting.day}.{meeting.month} 10:00 Kontoret")
         self.cycle()
 
-        self.advance_to(8)
+        self.advance_to(9)  # the morning after the meeting: staff report what happened
         self.command("attends", "MØTT")
         self.command("no_show", "IKKE MØTT")
         self.command("testing", "MØTT")
@@ -211,7 +220,7 @@ class Demo:
         self.command("amended", "MØTT")
         self.cycle()
 
-        self.advance_to(9)
+        self.advance_to(10)
         self.command("no_show", "SEND VARSEL")
         self.command("testing", "PRØVE TATT " + f"{self.today():%d.%m}")
         self.cycle()

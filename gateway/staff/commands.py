@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session
 from gateway import cases
 from gateway.clock import local_today
 from gateway.context import Gateway
+from gateway.domain import checks
+from gateway.domain.closing import parse_close_reason
 from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
+from gateway.domain.identifiers import has_identity_shaped
 from gateway.domain.lifecycle import AlreadyRecorded, TransitionError
 from gateway.messages.mail import MailContent
 from gateway.messages.results import CASE_TAG, IntakeResult
@@ -120,8 +123,8 @@ def _arguments(verb: str, rest: list[str], today: date) -> Command:
             elif rest and _TIME.match(rest[0]):
                 at, rest = parse_staff_time(rest[0]), rest[1:]
             return Command(verb, on=on, at=at, place=" ".join(rest) or None)
-        if verb == "attended":
-            return Command(verb, on=parse_staff_date(" ".join(rest), today) if rest else today)
+        if verb == "attended":  # without a date: the meeting just held, else today
+            return Command(verb, on=parse_staff_date(" ".join(rest), today) if rest else None)
         if verb == "no-show":  # without a date: the booked meeting's day
             return Command(verb, on=parse_staff_date(" ".join(rest), today) if rest else None)
         if verb in ("test-taken", "test-missed"):
@@ -143,6 +146,10 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
     on = command.on or today
     match command.verb:
         case "summoned":
+            if command.place and has_identity_shaped(command.place):  # both doors: mail and CLI
+                raise CommandError(
+                    "Stedet ser ut til å inneholde et fødselsnummer. Skriv bare hvor samtalen er."
+                )
             cases.summon(gw, session, case, on, command.at, command.place, actor)
             return (
                 f"Innkallingen er registrert. Samtalen er {nb_date(on)}"
@@ -150,6 +157,7 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
                 + (f", sted: {command.place}." if command.place else ". Sted er ikke oppgitt.")
             )
         case "attended":
+            on = command.on or checks.attendance_day(cases.facts_of(case), gw.clock.now())
             unbooked = cases.attended(gw, session, case, on, actor)
             return f"Oppmøtet {nb_date(on)} er registrert" + (
                 " (ingen samtale var avtalt den dagen)." if unbooked else "."
@@ -167,8 +175,9 @@ def perform(gw: Gateway, session: Session, case: Case, command: Command, actor: 
             cases.confirm_notice(gw, session, case, actor)
             return "Varselet er bekreftet. Det sendes til påtalemyndigheten om kort tid."
         case "close":
-            cases.close(gw, session, case, command.reason or "", actor)
-            return "Saken er avsluttet."
+            reason = parse_close_reason(command.reason or "")
+            cases.close(gw, session, case, reason, actor)
+            return f"Saken er avsluttet ({reason.words})."
         case "status" | "help":
             return ""
     raise CommandError(f"Ukjent kommando «{command.verb}».")
