@@ -18,6 +18,7 @@ from typing import Any, Literal
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from gateway.clock import OSLO
+from gateway.domain.closing import REASONS as CLOSE_REASONS
 from gateway.domain.facts import STATUS_WORDS
 
 NameMode = Literal["full", "initials", "none"]
@@ -244,6 +245,37 @@ def shown_name(name: str | None, mode: NameMode) -> str | None:
     if not name or mode == "none":
         return None
     return name if mode == "full" else initials(name)
+
+
+def address_text(address: Mapping[str, Any] | None) -> str | None:
+    """``Storgata 1, 2930 Bagn`` from the stored address (lines, postal code, city)."""
+    if not address:
+        return None
+    post = " ".join(p for p in (address.get("postal_code"), address.get("city")) if p)
+    parts = [*address.get("lines", []), post]
+    return ", ".join(p for p in parts if p) or None
+
+
+def actor_words(actor: str | None) -> str | None:
+    """Who confirmed a notice, as staff read it (an address, or who acted for them)."""
+    if not actor:
+        return None
+    if actor.startswith("system:auto"):
+        return "automatisk, da fristen for bekreftelse var ute"
+    if actor.startswith("system:"):
+        return "gatewayen"
+    if actor.startswith("cli:"):
+        return "driftsansvarlig"
+    return actor
+
+
+def close_words(code: str | None) -> str | None:
+    """A close reason in words (``gateway.domain.closing``); a reason stored as free
+    text before reasons became codes is shown as it was written."""
+    if not code:
+        return None
+    known = CLOSE_REASONS.get(code)
+    return known[1] if known else code
 
 
 def oslo(value: datetime) -> datetime:

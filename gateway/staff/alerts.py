@@ -109,8 +109,13 @@ def alert_new_case(gw: Gateway, session: Session, case: Case) -> None:
 def alert_needs_registration(
     gw: Gateway, session: Session, case: Case, *, letter_attached: bool = False
 ) -> None:
-    """A police letter with no structured order. ``letter_attached``: the lead wires
-    the original letter in as an attachment; until then the text says where it is."""
+    """A police letter with no structured order: what intake found in it, and what
+    staff send the operator, who registers it (until registration by mail exists).
+
+    ``letter_attached`` is the place for the original letter: pass True once the
+    caller attaches the inbound mail to this alert; until then the text says the
+    letter is stored but not attached.
+    """
     raw = json.loads(case.suggestions) if case.suggestions else {}
     found = [
         f"Mulige saksnumre: {', '.join(raw.get('case_references') or []) or 'ingen funnet'}",
@@ -123,7 +128,8 @@ def alert_needs_registration(
     letter = (
         "Brevet fra politiet ligger vedlagt."
         if letter_attached
-        else "Brevet fra politiet er lagret i gatewayen. Driftsansvarlig kan hente det fram."
+        else "Brevet er lagret i gatewayen, men kan ennå ikke legges ved e-posten. "
+        "Spør driftsansvarlig hvis du trenger å se det."
     )
     alert(
         gw,

@@ -14,7 +14,6 @@ the sheet and every alert end with it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -25,7 +24,6 @@ from gateway.cases.records import open_meeting
 from gateway.cases.transitions import route
 from gateway.context import Gateway
 from gateway.delivery.outbox import decode_message
-from gateway.domain.closing import REASONS as CLOSE_REASONS
 from gateway.domain.lifecycle import TransitionError
 from gateway.models import Case, Meeting, Notice, OrderRecord, OutboxItem
 from gateway.texts import (
@@ -35,6 +33,9 @@ from gateway.texts import (
     SENT_VIA_NB,
     STATUS_NB,
     NameMode,
+    actor_words,
+    address_text,
+    close_words,
     count_nb,
     explain_cancel,
     explain_reason,
@@ -134,14 +135,6 @@ def _address(raw: str | None) -> dict[str, Any] | None:
     }
 
 
-def address_text(address: dict[str, Any] | None) -> str | None:
-    if not address:
-        return None
-    post = " ".join(p for p in (address.get("postal_code"), address.get("city")) if p)
-    parts = [*address.get("lines", []), post]
-    return ", ".join(p for p in parts if p) or None
-
-
 def _birth(raw: str | None) -> date | None:
     if not raw:
         return None
@@ -149,18 +142,6 @@ def _birth(raw: str | None) -> date | None:
         return date.fromisoformat(raw)
     except ValueError:
         return None
-
-
-def _actor(actor: str | None) -> str | None:
-    if not actor:
-        return None
-    if actor.startswith("system:auto"):
-        return "automatisk, da fristen for bekreftelse var ute"
-    if actor.startswith("system:"):
-        return "gatewayen"
-    if actor.startswith("cli:"):
-        return "driftsansvarlig"
-    return actor
 
 
 def _channel_type(gw: Gateway | None, name: str | None) -> str | None:
@@ -236,7 +217,7 @@ def _notice(case: Case, notice: Notice, gw: Gateway | None) -> dict[str, Any]:
         "breaches": breaches,
         "created_at": notice.created_at,
         "auto_send_on": notice.auto_send_on,
-        "confirmed_by": _actor(notice.confirmed_by),
+        "confirmed_by": actor_words(notice.confirmed_by),
         "confirmed_at": notice.confirmed_at,
         "sent_at": notice.sent_at,
         "delivery": _delivery(case, notice, gw),
@@ -360,22 +341,13 @@ def _collect(case: Case, gw: Gateway | None) -> dict[str, Any]:
         else {
             "at": case.ended_at,
             "reason": case.close_reason,
-            "reason_text": _close_words(case.close_reason),
+            "reason_text": close_words(case.close_reason),
             "comment": case.close_comment,
             "status_text": STATUS_NB[case.status],
         },
         "suggestions": _suggestions(case) if case.status == "needs_registration" else None,
         "next": next_commands(case, status_command=False),
     }
-
-
-def _close_words(code: str | None) -> str | None:
-    """A close reason in words (``gateway.domain.closing``); a reason stored as free
-    text before reasons became codes is shown as it was written."""
-    if not code:
-        return None
-    known = CLOSE_REASONS.get(code)
-    return known[1] if known else code
 
 
 def _jsonable(value: Any) -> Any:
@@ -419,53 +391,4 @@ def render_sheet(
         header=header,
         signature=signature,
         count_nb=count_nb,
-    )
-
-
-# The CLI's ``case show`` used this shape; kept until it calls sheet_data/render_sheet.
-
-
-@dataclass(frozen=True)
-class Sheet:
-    number: str
-    status: str
-    name: str
-    minor: bool
-    case_reference: str | None
-    reaction: str | None
-    condition_end: date | None
-    attendance_deadline: date | None
-    first_meeting_target: date | None
-    required_attendances: int
-    attendances: int
-    tests_required: int
-    meetings: list[tuple[date, str | None, str]]
-    tests: list[tuple[date, bool]]
-    notices: list[tuple[str, str]]
-    guardians: list[str]
-
-
-def case_sheet(case: Case) -> Sheet:
-    """Deprecated: use ``sheet_data`` / ``render_sheet``."""
-    person = case.person
-    return Sheet(
-        number=case.number,
-        status=case.status,
-        name=(person.full_name if person else "") or "(ikke registrert)",
-        minor=case.minor,
-        case_reference=case.case_reference,
-        reaction=case.reaction,
-        condition_end=case.condition_end,
-        attendance_deadline=case.attendance_deadline,
-        first_meeting_target=case.first_meeting_target,
-        required_attendances=case.required_attendances,
-        attendances=case.attendances,
-        tests_required=case.tests_required,
-        meetings=[
-            (m.starts_on, nb_time(m.starts_at) if m.starts_at else None, m.outcome or "avtalt")
-            for m in case.meetings
-        ],
-        tests=[(t.on, t.taken) for t in case.tests],
-        notices=[(n.message_id, n.status) for n in case.notices],
-        guardians=[g.full_name for g in (person.guardians if person else [])],
     )
