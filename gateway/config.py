@@ -48,6 +48,36 @@ def _check_org(value: str) -> str:
 OrgNumber = Annotated[str, AfterValidator(_check_org)]
 
 
+def listen_address(value: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or a bare ``port`` (then loopback) as (host, port).
+
+    Used for ``gateway.health_listen``: a bare port binds 127.0.0.1, so the health and
+    metrics endpoint is never reachable from the network unless a host is written.
+    """
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    if not host:
+        host = "127.0.0.1"
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _check_listen(value: str | None) -> str | None:
+    if value is not None:
+        listen_address(value)
+    return value
+
+
+ListenAddress = Annotated[str | None, AfterValidator(_check_listen)]
+
+
 class PoliceDistrict(_Strict):
     """A prosecuting authority a unit receives orders from and reports back to."""
 
@@ -136,6 +166,11 @@ class GatewaySettings(_Strict):
     backoff_cap_seconds: float = Field(default=3600.0, gt=0)
     lease_seconds: float = Field(default=300.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    health_listen: ListenAddress = Field(
+        default=None,
+        description="where the daemon serves /healthz and /metrics (host:port, or a port on "
+        "127.0.0.1); off when unset",
+    )
 
 
 class Settings(_Strict):

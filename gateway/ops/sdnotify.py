@@ -15,8 +15,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
-__all__ = ["notify", "ready", "status", "stopping", "watchdog", "watchdog_interval"]
+__all__ = [
+    "enabled",
+    "notify",
+    "ready",
+    "reloading",
+    "status",
+    "stopping",
+    "watchdog",
+    "watchdog_interval",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +38,12 @@ def _address(value: str) -> str | None:
     if value.startswith("/"):
         return value
     return None  # e.g. "vsock:..." (VMs); not used by a service on the host
+
+
+def enabled() -> bool:
+    """True when there is a socket to notify (``$NOTIFY_SOCKET``), so callers can skip
+    the work of composing a status line nobody will read."""
+    return _address(os.environ.get("NOTIFY_SOCKET", "")) is not None
 
 
 def notify(*states: str) -> bool:
@@ -62,6 +78,18 @@ def _one_line(text: str) -> str:
 def ready(status: str = "") -> bool:
     """Tell systemd the service is up (and optionally what it is doing)."""
     states = ["READY=1"]
+    if status:
+        states.append(f"STATUS={_one_line(status)}")
+    return notify(*states)
+
+
+def reloading(status: str = "") -> bool:
+    """Tell systemd a configuration reload has begun; ``ready()`` says it has ended.
+
+    ``MONOTONIC_USEC`` (CLOCK_MONOTONIC, microseconds) is what systemd 253 and newer
+    require with ``RELOADING=1``; older versions ignore it.
+    """
+    states = ["RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"]
     if status:
         states.append(f"STATUS={_one_line(status)}")
     return notify(*states)
