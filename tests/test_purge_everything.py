@@ -48,7 +48,7 @@ def _marked_values(gw) -> list[str]:  # type: ignore[no-untyped-def]
 def test_purge_clears_every_place_personal_data_was_kept(tmp_path: Path, clock: SimulatedClock) -> None:
     cfg = factories.write_config(tmp_path / "gw", database=f"sqlite:///{tmp_path / 'gw' / 'russak.db'}")
     # files are dropped atomically here, so no settle time is needed
-    options = 'path = "spool"\nkeep_processed = true\nsettle_seconds = 0'
+    options = 'path = "spool"\nkeep_processed = true'
     cfg.write_text(cfg.read_text().replace('path = "spool"', options))
     gw = open_gateway(load_settings(cfg), clock=clock, migrate=True)
     spool = tmp_path / "gw" / "spool"
