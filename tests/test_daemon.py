@@ -26,7 +26,7 @@ from gateway.clock import SimulatedClock
 from gateway.config import ConfigError, load_settings
 from gateway.context import Gateway
 from gateway.models import InboundMessage, IntakeAttempt, Lease, OutboxItem
-from gateway.ops import daemon, exitcodes, sdnotify
+from gateway.ops import daemon, exitcodes
 from gateway.ops.health import status_line
 from gateway.ops.status import gather
 from gateway.ports import RawMessage, TransientError
@@ -508,12 +508,3 @@ def test_health_listen_is_checked_at_load(tmp_path: Path) -> None:
         load_settings(cfg)
     cfg = factories.write_config(tmp_path, extra_gateway="")
     assert load_settings(cfg).gateway.health_listen is None  # off by default
-
-
-def test_sdnotify_enabled_only_with_a_usable_socket(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    assert sdnotify.enabled() is False
-    monkeypatch.setenv("NOTIFY_SOCKET", "vsock:2:1")
-    assert sdnotify.enabled() is False
-    monkeypatch.setenv("NOTIFY_SOCKET", "@russak")
-    assert sdnotify.enabled() is True

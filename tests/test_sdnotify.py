@@ -51,7 +51,30 @@ def test_without_systemd_everything_is_a_quiet_no_op() -> None:
     assert sdnotify.stopping() is False
     assert sdnotify.status("x") is False
     assert sdnotify.watchdog() is False
+    assert sdnotify.reloading() is False
     assert sdnotify.watchdog_interval() is None
+    assert sdnotify.enabled() is False
+
+
+def test_enabled_only_with_a_usable_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", "vsock:2:1234")
+    assert sdnotify.enabled() is False
+    monkeypatch.setenv("NOTIFY_SOCKET", "@russak")
+    assert sdnotify.enabled() is True
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    assert sdnotify.enabled() is True
+
+
+def test_reloading_carries_the_monotonic_time(listener: socket.socket) -> None:
+    import time
+
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert sdnotify.reloading("reloading the configuration") is True
+    lines = received(listener).split("\n")
+    assert lines[0] == "RELOADING=1"
+    assert lines[1].startswith("MONOTONIC_USEC=")
+    assert before <= int(lines[1].removeprefix("MONOTONIC_USEC=")) <= before + 5_000_000
+    assert lines[2:] == ["STATUS=reloading the configuration"]
 
 
 def test_ready_with_status_is_one_datagram(listener: socket.socket) -> None:

@@ -1,5 +1,6 @@
 """The shipped systemd unit and its sysusers/tmpfiles snippets say what we promise:
-Type=notify with a watchdog, the key as a credential, and the full hardening set."""
+Type=notify with a watchdog, reload by SIGHUP, no restart loop on a configuration
+error, memory and task caps, the key as a credential, and the full hardening set."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gateway.ops import exitcodes
 
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 UNIT = SYSTEMD / "russak-gateway.service"
@@ -64,6 +67,24 @@ def test_notify_service_with_watchdog(unit: dict[str, dict[str, list[str]]]) -> 
     assert one(unit, "ExecStart") == "/usr/bin/russak --config /etc/russak-gateway/russak.toml run"
     assert one(unit, "Environment") == "RUSSAK_CONFIG=/etc/russak-gateway/russak.toml"
     assert one(unit, "WantedBy", "Install") == "multi-user.target"
+    assert one(unit, "ExecReload") == "/bin/kill -HUP $MAINPID"  # the daemon reloads on SIGHUP
+
+
+def test_configuration_errors_do_not_restart_loop(unit: dict[str, dict[str, list[str]]]) -> None:
+    codes = tuple(int(code) for code in one(unit, "RestartPreventExitStatus").split())
+    assert codes == exitcodes.RESTART_PREVENTED
+    assert exitcodes.EXIT_CONFIG in codes and exitcodes.EXIT_KEY in codes
+    for restartable in (exitcodes.EXIT_ALREADY_RUNNING, exitcodes.EXIT_UNAVAILABLE, exitcodes.EXIT_SOFTWARE):
+        assert restartable not in codes
+
+
+def test_memory_and_task_caps_with_the_reason(unit: dict[str, dict[str, list[str]]]) -> None:
+    assert one(unit, "MemoryMax") == "512M"
+    assert one(unit, "MemorySwapMax") == "0"
+    assert one(unit, "TasksMax") == "64"
+    text = UNIT.read_text(encoding="utf-8")
+    comment = text[: text.index("MemoryMax=")].rsplit("\n\n", 1)[-1]
+    assert "hostile input" in comment and "quarantines" in comment and "3 times" in comment
 
 
 def test_runs_as_its_own_user_with_private_state(unit: dict[str, dict[str, list[str]]]) -> None:

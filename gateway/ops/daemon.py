@@ -660,15 +660,17 @@ class Daemon:
             )
         return scheduler
 
-    def _install_signals(self) -> None:
+    def _install_signals(self) -> dict[int, Any]:
+        """Our handlers for SIGTERM, SIGINT and SIGHUP; returns the ones they replaced."""
         if threading.current_thread() is not threading.main_thread():
-            return  # a test running the daemon in a thread uses request_stop/request_reload
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+            return {}  # a test running the daemon in a thread uses request_stop/request_reload
+        return {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
 
     def run(self) -> None:
         """Run until ``request_stop`` (SIGTERM, SIGINT); raises ``AlreadyRunning``, ``ConfigError``."""
-        self._install_signals()
         try:
             self._start_health_server()
             acquire_instance_lease(self.gw)
@@ -676,6 +678,7 @@ class Daemon:
             self._stop_health_server()
             self.gw.close_channels()
             raise
+        previous = self._install_signals()
         scheduler = self._scheduler = self._scheduler_with_jobs(datetime.now(OSLO))
         try:
             scheduler.start()
@@ -706,6 +709,8 @@ class Daemon:
                 release_instance_lease(self.gw)
             finally:
                 self.gw.close_channels()
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
             log.info("russak-gateway stopped")
 
     def _stop_health_server(self) -> None:
