@@ -82,11 +82,16 @@ def russak_process(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RUSSAK, "--config", str(cfg), *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
+def init_site(tmp_path: Path) -> Path:
+    """``russak init --dir TMP/site``; its russak.toml."""
     result = CliRunner().invoke(main, ["init", "--dir", str(tmp_path / "site")])
     assert result.exit_code == 0, result.output
     return tmp_path / "site" / "russak.toml"
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    return init_site(tmp_path)
 
 
 def test_init_writes_a_working_setup_and_never_overwrites(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -90,28 +90,28 @@ class UsageFailure(Failure):
     exit_code = EXIT_USAGE
 
 
-def exit_degraded() -> NoReturn:
-    """End the command with exit 1 after it printed why (a report, not an error line)."""
-    raise SystemExit(EXIT_FAILURE)
-
-
 def guarded(func: F) -> F:
     """Turn known errors into one-line messages with the documented exit codes."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gateway.config import ConfigError
-        from gateway.domain.identifiers import InvalidIdentityNumber
-        from gateway.domain.lifecycle import TransitionError
-
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            raise UsageFailure(str(exc).replace("\n", "; ")) from exc
-        except (TransitionError, InvalidIdentityNumber) as exc:
-            raise Failure(str(exc)) from exc
-        except LookupError as exc:
-            raise Failure(f"no such case: {exc}") from exc
+        except (click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            # Imported only on the way out, so a command pays for no module it did not use.
+            from gateway.config import ConfigError
+            from gateway.domain.identifiers import InvalidIdentityNumber
+            from gateway.domain.lifecycle import TransitionError
+
+            if isinstance(exc, ConfigError):
+                raise UsageFailure(str(exc).replace("\n", "; ")) from exc
+            if isinstance(exc, (TransitionError, InvalidIdentityNumber)):
+                raise Failure(str(exc)) from exc
+            if isinstance(exc, LookupError):
+                raise Failure(f"no such case: {exc}") from exc
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -151,14 +151,32 @@ class Context:
         if self._settings is None:
             from gateway.config import load_settings
 
-            self._settings = load_settings(self.config_path)
-            self.configure_logging(self._settings.gateway.log_level)
+            settings = load_settings(self.config_path)
+            _check_channel_types(settings)
+            self._settings = settings
+            self.configure_logging(settings.gateway.log_level)
         return self._settings
 
     def gateway(self, *, migrate: bool = False) -> Gateway:
         from gateway.app import open_gateway
 
         return open_gateway(self.settings(), clock=self.clock, migrate=migrate)
+
+
+def _check_channel_types(settings: Settings) -> None:
+    """An unknown channel ``type`` is a typo in the file: exit 2 from every command.
+
+    The registry finds it only when it builds the channel, which a listing never does.
+    """
+    from gateway.config import ConfigError
+    from gateway.registry import CONNECTORS
+
+    for entry in settings.channels:
+        if entry.type not in CONNECTORS:
+            known = ", ".join(sorted(CONNECTORS))
+            raise ConfigError(
+                f"{settings.source}: channels.{entry.name}.type: unknown type {entry.type!r} (known: {known})"
+            )
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -21,6 +21,11 @@ EVENTS = ("summoned", "attended", "no-show", "test-taken", "test-missed", "send-
 REACTIONS = ("betinget_patalaunnlatelse", "betinget_dom", "ungdomsstraff", "ungdomsoppfolging", "annen")
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person can be asked (a seam: the tests cannot give CliRunner a terminal)."""
+    return sys.stdin.isatty()
+
+
 def status_word(code: str) -> str:
     """The Norwegian word for a status code (the code itself if it is unknown)."""
     try:
@@ -246,7 +251,7 @@ def register(
     from gateway.domain.dates import DateParseError, parse_staff_date
 
     if national_id is None:
-        if not sys.stdin.isatty():
+        if not stdin_is_terminal():
             raise UsageFailure("register needs --national-id: there is no terminal to ask for it on")
         national_id = str(click.prompt("Identity number (fødselsnummer)", hide_input=True))
     gw = ctx.gateway()

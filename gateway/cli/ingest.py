@@ -8,7 +8,7 @@ from typing import Literal
 
 import click
 
-from gateway.cli import Context, exit_degraded, guarded, pass_ctx
+from gateway.cli import Context, Failure, guarded, pass_ctx
 
 
 @click.command()
@@ -27,7 +27,7 @@ def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
     from gateway.ports import RawMessage
 
     gw = ctx.gateway()
-    failed = False
+    failed = 0
     try:
         for path in files:
             data = path.read_bytes()
@@ -41,9 +41,9 @@ def ingest(ctx: Context, files: tuple[Path, ...]) -> None:
                 metadata={"filename": path.name},
             )
             result = intake.process(gw, message)
-            failed |= result.outcome in ("quarantined", "error")
+            failed += result.outcome in ("quarantined", "error")
             click.echo(f"{path.name}: {result.describe()}")
     finally:
         gw.close()
     if failed:
-        exit_degraded()
+        raise Failure(f"{failed} of {len(files)} file(s) quarantined or not taken in")

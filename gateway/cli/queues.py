@@ -11,7 +11,7 @@ from typing import Any, Literal
 import click
 from sqlalchemy import select
 
-from gateway.cli import Context, Failure, exit_degraded, guarded, pass_ctx
+from gateway.cli import Context, Failure, guarded, pass_ctx
 from gateway.cli.output import dump, operator, when
 
 # outbox ---------------------------------------------------------------------------------
@@ -247,4 +247,4 @@ def quarantine_retry(ctx: Context, entry_id: int) -> None:
         gw.close()
     click.echo(f"entry {entry_id}: {result.describe()}")
     if failed:
-        exit_degraded()
+        raise Failure(f"entry {entry_id} was not taken in; it stays in quarantine")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gateway.cli import Context, Failure, UsageFailure, exit_degraded, guarded, pass_ctx
+from gateway.cli import Context, Failure, UsageFailure, guarded, pass_ctx
 from gateway.cli.output import dump
 
 
@@ -63,8 +63,17 @@ def run(ctx: Context, once: bool, as_json: bool) -> None:
             f"taken in ({taken}{'; ' + judged if judged else ''}); reminders {report.reminders}; "
             f"sent {sent.sent}, retrying {sent.retried}, dead {sent.dead}"
         )
-    if report.dispatched.dead or outcomes["quarantined"] or outcomes["error"]:
-        exit_degraded()
+    wrong = [
+        f"{n} {what}"
+        for n, what in (
+            (outcomes["quarantined"], "input(s) quarantined"),
+            (outcomes["error"], "input(s) not taken in"),
+            (report.dispatched.dead, "dead letter(s) made"),
+        )
+        if n
+    ]
+    if wrong:
+        raise Failure("the cycle left " + ", ".join(wrong))
 
 
 @click.command()

@@ -148,6 +148,9 @@ def doctor(ctx: Context, as_json: bool) -> None:
 def _print_doctor(report: dict[str, Any], facts: Any) -> None:
     config, database = report["config"], report["database"]
     click.echo(f"config: {config['path']} ok ({config['units']} unit(s), {config['channels']} channel(s))")
+    for finding in report["findings"]:
+        label = "FAILED" if finding["level"] == "fail" else "WARNING"
+        click.echo(f"  {label} {finding['where']}: {finding['text']}")
     click.echo(f"database: {database['url']} schema {database['revision']} (current)")
     for channel in report["channels"]:
         state = "ok" if not channel["problems"] else "FAILED " + "; ".join(channel["problems"])
@@ -168,6 +171,3 @@ def _print_doctor(report: dict[str, Any], facts: Any) -> None:
         click.echo("daemon: not running")
     click.echo(f"outbox: {facts.outbox_pending} pending, {facts.dead_letters} dead; ", nl=False)
     click.echo(f"quarantine: {facts.quarantine_open}")
-    for finding in report["findings"]:
-        label = "FAILED" if finding["level"] == "fail" else "WARNING"
-        click.echo(f"{label} {finding['where']}: {finding['text']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli import Context, exit_degraded, guarded, pass_ctx
+from gateway.cli import Context, Failure, guarded, pass_ctx
 from gateway.cli.output import age, dump, when
 
 
@@ -58,7 +58,10 @@ def status(ctx: Context, as_json: bool) -> None:
             + f", {health.dead_letters} dead"
         )
         click.echo(f"quarantine: {health.quarantine_open} open")
-        click.echo(f"next digest: {when(health.next_digest_at)}")
+        due = health.next_digest_at is not None and health.next_digest_at <= health.now
+        click.echo(
+            f"next digest: {when(health.next_digest_at)}{' (due: the next tick makes it)' if due else ''}"
+        )
         current = (
             "current"
             if health.schema_revision == health.schema_head
@@ -67,4 +70,4 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"schema: {health.schema_revision or 'none'} ({current})")
         click.echo(health.summary())
     if not health.healthy:
-        exit_degraded()
+        raise Failure("degraded: " + "; ".join(health.problems))

@@ -212,7 +212,7 @@ def production_findings(settings: Settings) -> list[Finding]:
     for i, unit in enumerate(settings.units):
         at = f"units.{i}"
         if EXAMPLE_MARK in unit.name:
-            found.append(Finding(True, f"{at}.name", f"“{unit.name}” is an example name"))
+            found.append(Finding(True, f"{at}.name", f'"{unit.name}" is an example name'))
         if unit.org_number in EXAMPLE_ORGS:
             found.append(
                 Finding(True, f"{at}.org_number", f"{unit.org_number} is a test value: put in the unit's own")
@@ -231,7 +231,7 @@ def production_findings(settings: Settings) -> list[Finding]:
         for j, district in enumerate(unit.police):
             where = f"{at}.police.{j}"
             if EXAMPLE_MARK in district.name:
-                found.append(Finding(True, f"{where}.name", f"“{district.name}” is an example name"))
+                found.append(Finding(True, f"{where}.name", f'"{district.name}" is an example name'))
             if district.org_number in EXAMPLE_ORGS:
                 found.append(
                     Finding(
