@@ -84,7 +84,10 @@ def wire() -> Handlers:
     """Who reacts to what: the one place that connects the layers upwards."""
     handlers = Handlers()
     handlers.on(effects.CaseOpened, lambda gw, s, e: alerts.alert_new_case(gw, s, e.case))
-    handlers.on(effects.LetterReceived, lambda gw, s, e: alerts.alert_needs_registration(gw, s, e.case))
+    handlers.on(
+        effects.LetterReceived,
+        lambda gw, s, e: alerts.alert_needs_registration(gw, s, e.case, original=e.original),
+    )
     handlers.on(
         effects.SamePersonFound, lambda gw, s, e: alerts.alert_same_person(gw, s, e.case, list(e.others))
     )

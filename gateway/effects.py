@@ -30,7 +30,11 @@ class CaseOpened:
 
 @dataclass(frozen=True)
 class LetterReceived:
+    """A police letter became a case to register; ``original`` is the mail as it came,
+    which goes to the unit's staff as an attachment so they can read it."""
+
     case: Case
+    original: bytes | None = None
 
 
 @dataclass(frozen=True)

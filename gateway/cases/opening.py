@@ -151,6 +151,7 @@ def open_letter_case(
     unit: UnitSettings,
     suggestions: dict[str, list[str]],
     sender: str | None,
+    original: bytes | None = None,
 ) -> Case:
     """A letter (no structured order) from an allowed police sender: staff complete it."""
     case = _new_case(
@@ -164,7 +165,7 @@ def open_letter_case(
     session.add(case)
     session.flush()
     audit(gw, session, "system:intake", "letter_received", case, "needs registration")
-    gw.emit(session, LetterReceived(case))
+    gw.emit(session, LetterReceived(case, original))
     return case
 
 

@@ -23,7 +23,9 @@ _CASE_REF = re.compile(r"\b(\d{8,12}|\d{2,4}[-/]\d{3,8}(?:[-/]\d{1,4})?)\b")
 _DATE = re.compile(r"\b(\d{1,2}\.\d{1,2}\.\d{4}|\d{4}-\d{2}-\d{2})\b")
 
 
-def take_letter(gw: Gateway, session: Session, mail: MailContent, unit: UnitSettings) -> IntakeResult:
+def take_letter(
+    gw: Gateway, session: Session, mail: MailContent, unit: UnitSettings, original: bytes | None
+) -> IntakeResult:
     text = f"{mail.subject}\n{mail.body_text}"
     suggestions = {
         "national_ids": find_identity_numbers(text)[:5],
@@ -33,7 +35,7 @@ def take_letter(gw: Gateway, session: Session, mail: MailContent, unit: UnitSett
         "dates": list(dict.fromkeys(m.group(1) for m in _DATE.finditer(text)))[:10],
         "attachments": list(mail.other_attachments)[:10],
     }
-    case = cases.open_letter_case(gw, session, unit, suggestions, mail.sender)
+    case = cases.open_letter_case(gw, session, unit, suggestions, mail.sender, original)
     return IntakeResult("letter", case.number, "needs registration")
 
 

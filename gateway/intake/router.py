@@ -98,7 +98,7 @@ def route_mail(
             return results[0]
         return IntakeResult("multiple", reason="; ".join(r.describe() for r in results))
     if police_units:
-        return take_letter(gw, session, mail, _letter_unit(police_units, mail))
+        return take_letter(gw, session, mail, _letter_unit(police_units, mail), inbound.content)
     if tagged:
         log.warning("intake: command-like mail from an address that is not allow-listed; ignored (no reply)")
         return IntakeResult("ignored", reason="command from an address that is not allow-listed")

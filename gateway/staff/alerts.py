@@ -27,6 +27,7 @@ from gateway.delivery.notices import breaches_for, notice_text
 from gateway.delivery.outbox import decode_message
 from gateway.domain.lifecycle import TransitionError
 from gateway.models import Case, Notice, OutboxItem
+from gateway.ports import Attachment
 from gateway.staff.mailer import alert
 from gateway.staff.sheet import next_commands, person_label
 from gateway.texts import (
@@ -107,15 +108,15 @@ def alert_new_case(gw: Gateway, session: Session, case: Case) -> None:
 
 
 def alert_needs_registration(
-    gw: Gateway, session: Session, case: Case, *, letter_attached: bool = False
+    gw: Gateway, session: Session, case: Case, *, original: bytes | None = None
 ) -> None:
     """A police letter with no structured order: what intake found in it, and what
     staff send the operator, who registers it (until registration by mail exists).
 
-    ``letter_attached`` is the place for the original letter: pass True once the
-    caller attaches the inbound mail to this alert; until then the text says the
-    letter is stored but not attached.
+    ``original`` is the letter as it came (an RFC 5322 mail); it goes with the alert
+    as ``brev-fra-politiet.eml`` so staff can read it in Outlook.
     """
+    letter_attached = original is not None
     raw = json.loads(case.suggestions) if case.suggestions else {}
     found = [
         f"Mulige saksnumre: {', '.join(raw.get('case_references') or []) or 'ingen funnet'}",
@@ -156,6 +157,7 @@ def alert_needs_registration(
             "Driftsansvarlig registrerer saken, til det blir mulig å registrere den på e-post.",
         ],
         actions=next_commands(case),
+        attachments=(Attachment("brev-fra-politiet.eml", "message/rfc822", original),) if original else (),
     )
 
 

@@ -1,6 +1,7 @@
 """The daily digest: one mail per unit per day listing open cases and what is next.
 
-It carries case numbers, statuses and dates only (never names or identity numbers).
+It carries case numbers, statuses and dates, and as much of each person's name as the
+unit's ``staff_names`` allows (initials by default); never an identity number.
 It is due once the local time passes ``gateway.digest_time``; its key
 ``digest:<unit>:<date>`` makes it once a day even if the daemon was down at that
 moment or two instances run.
@@ -15,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import OSLO, local_today
 from gateway.context import Gateway
-from gateway.models import Case, OutboxItem, QuarantineEntry, Unit
+from gateway.models import Case, OutboxItem, Person, QuarantineEntry, Unit
 from gateway.staff.mailer import send
-from gateway.texts import render
+from gateway.texts import render, shown_name
 
 ACTIVE = (
     "needs_registration",
@@ -65,8 +66,11 @@ def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) ->
             Case.minor,
             Case.attendances,
             Case.required_attendances,
+            Person.first_name,
+            Person.last_name,
         )
         .join(Unit)
+        .outerjoin(Person, Person.case_id == Case.id)
         .where(Unit.code == unit_code, Case.status.in_(ACTIVE))
         .order_by(Case.number)
     ).all()
@@ -75,10 +79,13 @@ def render_digest(gw: Gateway, session: Session, unit_code: str, today: date) ->
         is not None
     )
     groups: dict[str, list[dict[str, object]]] = {s: [] for s in ACTIVE}
-    for number, status, target, deadline, end, meeting, minor, attended, required in rows:
+    names = gw.settings.unit(unit_code).staff_names
+    for number, status, target, deadline, end, meeting, minor, attended, required, first, last in rows:
+        full = f"{first or ''} {last or ''}".strip()
         groups[status].append(
             {
                 "number": number,
+                "name": shown_name(full, names),
                 "target": target,
                 "deadline": deadline,
                 "end": end,

@@ -3,8 +3,9 @@
 Everything here goes through the outbox with a dedupe key, so an alert is sent once
 however often the code that raises it runs. Subjects carry the case number in
 brackets (``[RUS-2026-0042]``) so a reply lands as a command on the right case, and
-never a name or identity number; bodies of alerts and digests carry no personal
-data either (staff ask for the case sheet with STATUS when they need it).
+never a name or identity number. Bodies of alerts and digests carry a name only as
+far as the unit's ``staff_names`` allows (initials by default) and never an identity
+number; the full case sheet comes on request (STATUS).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from gateway.context import Gateway
 from gateway.delivery import outbox
 from gateway.models import Case
-from gateway.ports import OutboundMessage
+from gateway.ports import Attachment, OutboundMessage
 from gateway.texts import render
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def send(
     unit_code: str | None = None,
     kind: str = "alert",
     headers: dict[str, str] | None = None,
+    attachments: tuple[Attachment, ...] = (),
 ) -> bool:
     """Enqueue one staff mail; False when the key was already used (sent once)."""
     to = tuple(recipients) if recipients else _recipients_for(gw, case, unit_code)
@@ -61,7 +63,13 @@ def send(
     # channel also asks Exchange not to: X-Auto-Response-Suppress, see gateway.ports.)
     all_headers = {"Auto-Submitted": "auto-generated", **(headers or {})}
     message = OutboundMessage(
-        key=key, kind="mail", recipients=to, subject=subject, body=body, headers=all_headers
+        key=key,
+        kind="mail",
+        recipients=to,
+        subject=subject,
+        body=body,
+        headers=all_headers,
+        attachments=attachments,
     )
     item = outbox.enqueue(
         gw,
@@ -85,6 +93,7 @@ def alert(
     lines: Iterable[str] = (),
     actions: Iterable[str] = (),
     unit_code: str | None = None,
+    attachments: tuple[Attachment, ...] = (),
 ) -> bool:
     body = render(
         "alert.txt.j2",
@@ -94,7 +103,16 @@ def alert(
         actions=list(actions),
         hint=FOOTER_HINT if case is not None else "",
     )
-    return send(gw, session, key=key, subject=subject, body=body, case=case, unit_code=unit_code)
+    return send(
+        gw,
+        session,
+        key=key,
+        subject=subject,
+        body=body,
+        case=case,
+        unit_code=unit_code,
+        attachments=attachments,
+    )
 
 
 def reply(
