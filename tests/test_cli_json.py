@@ -368,3 +368,21 @@ def test_migrate_says_what_it_did(cfg: Path, russak: Russak) -> None:
     (cfg.parent / "russak.db").unlink()
     fresh = json.loads(russak(cfg, "migrate", "--json").stdout)
     assert fresh == {"migrated": True, "from": None, "to": "0003", "head": "0003"}
+
+
+def test_the_daemon_ends_with_the_codes_systemd_is_told_about(cfg: Path, russak: Russak) -> None:
+    from gateway.ops import exitcodes
+
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text.replace("retention_days = 90", "retention_dayz = 90"), encoding="utf-8")
+    typo = russak(cfg, "run")
+    assert typo.returncode == exitcodes.EXIT_CONFIG
+    assert typo.stderr.startswith("russak: ") and "gateway.retention_dayz" in typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    cfg.write_text(text, encoding="utf-8")
+    key = cfg.parent / "russak.key"
+    key.chmod(0o644)
+    open_key = russak(cfg, "run")
+    assert open_key.returncode == exitcodes.EXIT_KEY and "gateway.key_file" in open_key.stderr
+    assert russak(cfg, "run", "--once").returncode == 2  # a one-shot keeps 0/1/2
+    assert russak(cfg, "run", "--json").returncode == 2

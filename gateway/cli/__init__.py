@@ -18,6 +18,10 @@ shows):
 - 2 configuration or usage: a bad or missing configuration file, key file or
   schema, an unknown option, a missing argument, an unreadable date.
 
+The daemon (``russak run`` without ``--once``) is the one exception: what stops it
+is mapped by ``gateway.ops.exitcodes`` to the sysexits-style codes the systemd unit
+names in ``RestartPreventExitStatus=`` (78 configuration, 77 key, 65 schema, ...).
+
 Each refusal is one line on stderr starting ``russak:``. No command prints an
 identity number unless ``case show --reveal`` is given, and that writes an audit
 entry.
@@ -52,7 +56,11 @@ Exit codes (every command):
      another gateway running, doctor found a problem, status degraded,
      input quarantined, a dead letter made
   2  configuration or usage: config, key file or schema problem,
-     bad option or argument"""
+     bad option or argument
+
+The daemon (run without --once) ends with its own codes for systemd:
+78 configuration, 77 key file, 65 schema, 75 another gateway running,
+69 database unreachable, 70 unexpected error."""
 
 # name -> ("module:attribute", the one line `russak --help` shows). The line is the
 # first line of the command's docstring; tests/test_cli_lazy.py keeps them equal.

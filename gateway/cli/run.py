@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,24 +17,50 @@ from gateway.cli.output import dump
 @click.option("--once", is_flag=True, help="One full cycle (poll every channel, tick, dispatch), then exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the cycle's report as JSON.")
 @pass_ctx
-@guarded
 def run(ctx: Context, once: bool, as_json: bool) -> None:
     """Run the daemon, or one full cycle with --once.
 
-    The daemon logs at gateway.log_level (or --log-level) and stops cleanly on
-    SIGTERM. With --once it prints what the cycle did and exits 1 if the cycle
-    quarantined input, could not take an input in, or made a dead letter.
+    The daemon logs at gateway.log_level (or --log-level), stops cleanly on SIGTERM
+    and re-reads the configuration on SIGHUP. If it cannot start or stops on an
+    error it ends with its own exit code (78 configuration, 77 key file, 65
+    schema, 75 another gateway running, 69 database unreachable, 70 a bug), so
+    systemd does not restart what a restart cannot cure. With --once it prints
+    what the cycle did and exits 1 if the cycle quarantined input, could not take
+    an input in, or made a dead letter; 2 on a configuration problem.
     """
+    ctx.daemon = True
+    if once:
+        _once(ctx, as_json)
+    elif as_json:
+        raise UsageFailure("--json needs --once (the daemon itself only logs)")
+    else:
+        _daemon(ctx)
+
+
+def _daemon(ctx: Context) -> None:
+    """The long-running process; whatever stops it maps to ``gateway.ops.exitcodes``."""
+    from gateway.ops import daemon, exitcodes
+
+    try:
+        gw = ctx.gateway(migrate=True)
+        try:
+            daemon.Daemon(gw).run()
+        finally:
+            gw.close()
+    except Exception as exc:
+        code = exitcodes.exit_code_for(exc)
+        if code == exitcodes.EXIT_SOFTWARE:
+            logging.getLogger("gateway.cli").exception("russak-gateway stopped by an unexpected error")
+        click.echo(f"russak: {' '.join(str(exc).split()) or type(exc).__name__}", err=True)
+        raise SystemExit(code) from exc
+
+
+@guarded
+def _once(ctx: Context, as_json: bool) -> None:
     from gateway.ops import daemon
 
-    if as_json and not once:
-        raise UsageFailure("--json needs --once (the daemon itself only logs)")
-    ctx.daemon = True
     gw = ctx.gateway(migrate=True)
     try:
-        if not once:
-            daemon.Daemon(gw).run()
-            return
         daemon.acquire_instance_lease(gw)
         try:
             report = daemon.cycle(gw)
