@@ -667,24 +667,42 @@ def test_modes_are_exact_whatever_the_umask(tmp_path: Path, clock: SimulatedCloc
     assert stat.S_IMODE(dropped.stat().st_mode) == 0o600
 
 
-def test_stale_temporary_files_of_a_killed_writer_are_swept_on_start(tmp_path: Path) -> None:
+def test_stale_temporary_files_of_a_killed_writer_are_swept_by_monotonic_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Age is counted by the monotonic clock across sweeps, not from the file's mtime:
+    a write in progress survives a wall-clock step forward (a file written a moment
+    ago with an mtime an hour or a year back, as after a step, is not removed)."""
     import os as _os
     import time as _time
 
+    import connectors.spool as spool_module
     from gateway.clock import SystemClock
 
+    ticks = [1000.0]
+    monkeypatch.setattr(spool_module, "monotonic", lambda: ticks[0])
     root = tmp_path / "spool"
     root.mkdir()
     first = SpoolChannel("spool", root, clock=SystemClock())
-    old = first.outbox / ".notice_x.xml.abcdef.tmp"
-    fresh = first.mail / ".m.eml.123456.tmp"
-    old.write_bytes(b"partial")
-    fresh.write_bytes(b"partial")
-    an_hour_ago = _time.time() - 3600
-    _os.utime(old, (an_hour_ago, an_hour_ago))
-    SpoolChannel("spool", root, clock=SystemClock())
-    assert not old.exists()
-    assert fresh.exists()  # may belong to a write in progress
+    left = first.outbox / ".notice_x.xml.abcdef.tmp"
+    left.write_bytes(b"partial")
+    a_year_ago = _time.time() - 365 * 86400
+    _os.utime(left, (a_year_ago, a_year_ago))
+    channel = SpoolChannel("spool", root, clock=SystemClock())  # start: first seen
+    assert left.exists()
+    ticks[0] += 299
+    list(channel.poll(None))  # type: ignore[arg-type]
+    assert left.exists()
+    growing = channel.mail / ".m.eml.123456.tmp"
+    growing.write_bytes(b"part")
+    ticks[0] += 2
+    list(channel.poll(None))  # type: ignore[arg-type]
+    assert not left.exists()  # unchanged for 301 s: the writer is gone
+    assert growing.exists()
+    growing.write_bytes(b"partial, still being written")
+    ticks[0] += 400
+    list(channel.poll(None))  # type: ignore[arg-type]
+    assert growing.exists()  # it changed since it was first seen: not stale yet
 
 
 def test_a_resend_after_the_pickup_moved_the_file_still_delivers_nothing(tmp_path: Path) -> None:

@@ -119,6 +119,7 @@ class SpoolChannel:
             clock=clock,
             sender_address=sender_address,
             guard=self._guard,
+            monotonic=ticks,
         )
         self.sweep_temporary()
 
@@ -139,6 +140,7 @@ class SpoolChannel:
         """
         del cursor
         self._guard(self.inbox, "inbox")
+        self.sweep_temporary()  # stale temporary files age across polls (monotonic clock)
         yield from self._in.poll()
 
     def acknowledge(self, message: RawMessage) -> None:
@@ -186,9 +188,10 @@ class SpoolChannel:
         """Finish deliveries a killed sender left half done; remove stale temporary files.
 
         A set whose marker is in ``.delivered/`` is renamed into place (it counts as
-        delivered); temporary files without a marker are removed once older than
-        ``older_than`` seconds, so a write in progress by another instance sharing the
-        folder is left alone. Returns the number of files removed.
+        delivered); temporary files without a marker are removed once they have stayed
+        unchanged for ``older_than`` seconds by the monotonic clock (seen at start and
+        on each poll), so a write in progress by another instance sharing the folder is
+        left alone even after the wall clock steps. Returns the number of files removed.
         """
         finished, removed = self._out.sweep(older_than)
         if finished:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,8 +85,12 @@ class Outbox:
         clock: Clock,
         sender_address: str,
         guard: Callable[[Path, str], None],
+        monotonic: Callable[[], float],
     ) -> None:
         self._channel = channel
+        self._monotonic = monotonic
+        # unmarked temporary files seen so far: (folder, name) -> (identity, first seen)
+        self._stale: dict[tuple[str, str], tuple[tuple[int, int, int], float]] = {}
         self._notices = _Folder(outbox, "outbox", _NOTICE_SUFFIXES)
         self._mail = _Folder(mail, "mail", _MAIL_SUFFIXES)
         self._delivered = delivered
@@ -210,7 +213,6 @@ class Outbox:
         young: another instance sharing the folder may be writing them right now.
         """
         finished = removed = 0
-        cutoff = time.time() - older_than
         for folder in (self._notices, self._mail):
             try:
                 entries = [e.name for e in os.scandir(folder.path)]
@@ -234,24 +236,43 @@ class Outbox:
                         finished += 1
                 except OSError:
                     log.warning("spool %s: could not finish an interrupted delivery", self._channel)
-            removed += self._remove_old_twins(folder.path, cutoff, keep=marked)
+            removed += self._remove_old_twins(folder.path, older_than, keep=marked)
         return finished, removed
 
-    @staticmethod
-    def _remove_old_twins(folder: Path, cutoff: float, *, keep: set[str]) -> int:
-        """Remove dot ``.tmp`` files older than ``cutoff``, except twins of marked sets."""
+    def _remove_old_twins(self, folder: Path, older_than: float, *, keep: set[str]) -> int:
+        """Remove dot ``.tmp`` files unchanged for ``older_than`` seconds, except twins of
+        marked sets.
+
+        Age is measured by the monotonic clock between sweeps, never by comparing a
+        file's mtime with the wall clock: after the clock steps forward, a write that
+        another instance has in progress would otherwise look old and be removed.
+        """
         removed = 0
+        now = self._monotonic()
         try:
             entries = list(os.scandir(folder))
         except OSError:
             return 0
+        seen: set[tuple[str, str]] = set()
         for entry in entries:
             if entry.name in keep or not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
                 continue
+            key = (str(folder), entry.name)
             try:
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                info = entry.stat(follow_symlinks=False)
+                identity = (info.st_ino, info.st_size, info.st_mtime_ns)
+                earlier = self._stale.get(key)
+                if earlier is None or earlier[0] != identity:
+                    self._stale[key] = (identity, now)
+                    seen.add(key)
+                elif now - earlier[1] >= older_than:
                     os.unlink(entry.path)
                     removed += 1
+                    self._stale.pop(key, None)
+                else:
+                    seen.add(key)
             except OSError:
                 log.debug("spool: could not remove a temporary file")
+        for key in [k for k in self._stale if k[0] == str(folder) and k not in seen]:
+            del self._stale[key]
         return removed
