@@ -9,6 +9,8 @@ under ``CI=true``, so CI can never pass by quietly not testing PostgreSQL.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +23,20 @@ from gateway.clock import SimulatedClock
 from gateway.config import load_settings
 from gateway.context import Gateway
 from tests.factories import write_config
+
+# The suite is checked at other dates with Debian's ``faketime`` (see the README). Run it
+# as ``FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f '@2027-05-17 12:00:00' …``: a step of
+# the wall clock does not move the monotonic clock in production either, and with a
+# shifted monotonic clock CPython's timed lock waits never return (sem_clockwait is not
+# intercepted). libfaketime 0.9.10 then answers clock_nanosleep with EINVAL, so under
+# faketime ``time.sleep`` waits on an event instead. Processes the tests start run on
+# the real clock (libfaketime is not passed on): what they do must not depend on the
+# day, and the tests pin time through the injected clock.
+if "faketime" in os.environ.get("LD_PRELOAD", ""):
+    if os.environ.get("FAKETIME_DONT_FAKE_MONOTONIC") == "1":
+        time.sleep = lambda seconds: threading.Event().wait(max(0.0, seconds)) and None  # type: ignore[assignment]
+    for _name in ("LD_PRELOAD", "FAKETIME", "FAKETIME_DONT_FAKE_MONOTONIC"):
+        os.environ.pop(_name, None)
 
 PG_URL = os.environ.get("RUSSAK_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() == "true"
