@@ -2,8 +2,8 @@
 
 Each attack is built here and run through the real ``parse_order``; the main ones also
 through intake, inside a police mail, and through ``russak ingest``. Without the
-streaming pass, about 1 MB of attributes the schema does not allow cost about 50 CPU
-seconds in libxml2's XSD validation (``benchmarks/attacks.py`` measures both sides).
+streaming pass, about 1 MB of attributes the schema does not allow cost 50 CPU seconds
+and more in libxml2's XSD validation (``benchmarks/attacks.py`` measures both sides).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """A streaming pass that bounds a document's shape before the XSD sees it.
 
 Staying under the size limit is not enough. libxml2's XSD validation of about 1 MB
-of attributes the schema does not allow, all on one element, took about 50 CPU
-seconds (time grows faster than the attribute count), and an lxml call cannot be
-interrupted once it has started. So before validating, one ``iterparse`` pass with
-the same safe settings as ``safe_parser`` (no DTD, no entities, no network, no huge
-trees) counts elements, attributes (per element and in total), namespace
-declarations, depth and the length of every text, tail and attribute value. It stops
-at the first count over its cap, so a flood costs only the bytes read before it.
+of attributes the schema does not allow, all on one element, took 50 CPU seconds and
+more (over 115 s in ``benchmarks/attacks.py``; time grows with the square of the
+attribute count), and an lxml call cannot be interrupted once it has started. So
+before validating, one ``iterparse`` pass with the same safe settings as
+``safe_parser`` (no DTD, no entities, no network, no huge trees) counts elements,
+attributes (per element and in total), namespace declarations, depth and the length
+of every text, tail and attribute value. It stops at the first count over its cap,
+so a flood costs only the bytes read before it.
 
 The caps come from the real schema (schemas/oppmoteordre-1.xsd) with wide headroom.
 The largest valid order has about 90 elements, at most 3 attributes on one element
