@@ -118,7 +118,10 @@ def guarded(func: F) -> F:
             if isinstance(exc, (TransitionError, InvalidIdentityNumber)):
                 raise Failure(str(exc)) from exc
             if isinstance(exc, LookupError):
-                raise Failure(f"no such case: {exc}") from exc
+                from gateway.cases.records import CaseNotFound
+
+                if isinstance(exc, CaseNotFound):
+                    raise Failure(f"no such case: {exc}") from exc
             raise
 
     return wrapper  # type: ignore[return-value]
