@@ -151,6 +151,25 @@ def test_a_failing_channel_is_a_failed_poll_and_no_success_time(
     assert sample("russak_last_successful_poll_timestamp_seconds", {"channel": "spool"}) is None
 
 
+def test_a_channel_another_instance_polls_is_left_alone(gwd: Gateway) -> None:
+    from datetime import timedelta
+
+    from gateway.ops.metrics import Metrics
+
+    with gwd.session() as session:
+        session.add(
+            Lease(name="poll:spool", owner="elsewhere:1:x", until=gwd.clock.now() + timedelta(hours=1))
+        )
+    drop_orders(gwd, 1)
+    metrics = Metrics()
+    result = daemon.poll_channel(gwd, gwd.channel("spool"), daemon.CycleReport(), metrics=metrics)
+    assert result.result == "busy"
+    assert len(list(inbox(gwd).glob("*.xml"))) == 1
+    assert (
+        metrics.registry.get_sample_value("russak_polls_total", {"channel": "spool", "result": "busy"}) == 1
+    )
+
+
 # Dispatch ------------------------------------------------------------------------------
 
 

@@ -167,6 +167,8 @@ def poll_channel(
     started = time.perf_counter()
     if not try_lease(gw, f"poll:{channel.name}", lease_ttl(gw)):
         log.debug("channel %s: polled by another instance", channel.name)
+        if metrics is not None:
+            metrics.polled(channel.name, "busy", time.perf_counter() - started, gw.clock.now().timestamp())
         return PollResult(channel.name, "busy")
     taken = errors = 0
     outcomes: Counter[str] = Counter()
