@@ -27,7 +27,7 @@ from gateway.clock import SimulatedClock
 from gateway.context import Gateway
 from gateway.intake import pipeline
 from gateway.messages.budget import cpu_budget
-from gateway.messages.mail import MailContent, MailError, parse_mail
+from gateway.messages.mail import BODY_LIMIT, MailContent, MailError, parse_mail
 from gateway.messages.mail_limits import MailLimits, scan_mail
 from gateway.models import QuarantineEntry
 from gateway.ports import RawMessage
@@ -226,6 +226,63 @@ def test_caps_can_be_lifted_and_the_budget_turned_off() -> None:
     raw = header_bomb(b"Subject", 300, folded=True)
     mail = parse_mail(raw, limits=MailLimits(max_encoded_words=1_000), cpu_seconds=None)
     assert mail.subject == "Råd" * 300  # adjacent encoded words join without a space
+
+
+def html_mail(html: bytes) -> bytes:
+    return b"From: a@example.org\r\nSubject: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html
+
+
+@pytest.mark.parametrize("attribute", [b'a%d="1"', b"a%d", b'a%d="<"', b"a%d='x<y>z'", b"a%d=<"])
+def test_html_body_with_an_attribute_flood_is_read_quickly(attribute: bytes) -> None:
+    """libxml2's HTML parser compares each attribute with all before it on the tag:
+    40,000 took 10 s. Attributes never reach the text, so none reaches the parser."""
+    attributes = b" ".join(attribute % i if b"%d" in attribute else attribute for i in range(40_000))
+    flood = b"<p " + attributes + b">M\xc3\x98TT 3.12.2026</p>"
+    started = time.thread_time()
+    mail = parse_mail(html_mail(flood))
+    assert time.thread_time() - started < 1.0
+    if len(flood) < 500_000 and b"=<" not in flood:  # else the text is past the cut, or markup
+        assert mail.body_text.strip() == "MØTT 3.12.2026"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        b"<a" * 200_000,
+        b'<p a="' * 100_000,
+        b'<a "<b ' * 60_000,
+        b"<!--" * 100_000,
+        b"<!" * 200_000,
+        b"</" * 200_000,
+        b"<a '" + b"<b " * 150_000,
+        b"<" * 400_000,
+    ],
+    ids=["tag starts", "unclosed quotes", "nested quotes", "comments", "declarations", "end tags",
+         "one open quote", "bare <"],
+)  # fmt: skip
+def test_odd_html_is_tokenized_in_linear_time(html: bytes) -> None:
+    started = time.thread_time()
+    parse_mail(html_mail(html + b"<p>STATUS</p>"))
+    assert time.thread_time() - started < 1.0
+
+
+def test_a_huge_html_body_is_read_only_in_part() -> None:
+    started = time.thread_time()
+    mail = parse_mail(html_mail(b"<div>" * 200_000 + b"<p>x</p>" * 2_000_000))
+    assert time.thread_time() - started < 2.0
+    assert "html body truncated" in mail.defects
+    assert 0 < len(mail.body_text) <= BODY_LIMIT
+
+
+def test_rebuilding_html_from_bare_tags_keeps_the_text() -> None:
+    html = (
+        b"<html><head><style>p {color: red}</style></head><body>"
+        b"<p class=MsoNormal style='font-family:\"Calibri\"'>IKKE&nbsp;M\xc3\x98TT 03.12</p>"
+        b'<div><a href="https://example.org/?a=1&amp;b=2" title="a > b">Hilsen</a><br/>Kari</div>'
+        b'<o:p></o:p><img src="data:image/png;base64,AAAA"></body></html>'
+    )
+    lines = [line.strip() for line in parse_mail(html_mail(html)).body_text.splitlines() if line.strip()]
+    assert lines == ["IKKE MØTT 03.12", "Hilsen", "Kari"]
 
 
 # ---------------------------------------------------------------- CPU budget
