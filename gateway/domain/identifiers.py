@@ -118,7 +118,13 @@ def find_identity_numbers(text: str) -> list[str]:
     return found
 
 
-_IDENTITY_SHAPED = re.compile(r"(?<!\d)\d{6}[ \u00a0.\-]?\d{5}(?!\d)")
+# Eleven digits written as an identity number may be: DD MM YY, each pair optionally
+# followed by a dot or hyphen, then an optional space, dot or hyphen, then the five
+# digits; never part of a longer digit run. The one pattern for every place that masks
+# or refuses such text (log redaction, order free text, staff free text).
+_SPACE = r"[ \t\u00a0]?"
+IDENTITY_SHAPED = rf"(?<!\d)\d\d[.\-]?\d\d[.\-]?\d\d{_SPACE}[.\-]?{_SPACE}\d{{5}}(?!\d)"
+_IDENTITY_SHAPED = re.compile(IDENTITY_SHAPED)
 
 
 def has_identity_shaped(text: str) -> bool:

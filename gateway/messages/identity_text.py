@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import re
 
+from gateway.domain.identifiers import IDENTITY_SHAPED
 from gateway.privacy import MASK
 
 __all__ = ["MASK", "contains_identity_number", "mask_identity_numbers"]
 
 _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-_SPACE = r"[ \t\u00a0]?"
-# DD MM YY, each pair optionally followed by a dot or hyphen, then an optional space,
-# dot or hyphen (or a hyphen between spaces), then the five digits of the individual
-# number and checksum; never part of a longer digit run.
-_NUMBER = rf"(?<!\d)\d\d[.\-]?\d\d[.\-]?\d\d{_SPACE}[.\-]?{_SPACE}\d{{5}}(?!\d)"
-_PATTERN = re.compile(rf"(?P<uuid>{_UUID})|{_NUMBER}")
+_PATTERN = re.compile(rf"(?P<uuid>{_UUID})|{IDENTITY_SHAPED}")
 
 
 def contains_identity_number(text: str) -> bool:

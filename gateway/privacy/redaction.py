@@ -17,6 +17,8 @@ import logging
 import re
 import types
 
+from gateway.domain.identifiers import IDENTITY_SHAPED
+
 __all__ = ["MASK", "RedactingFilter", "RedactingFormatter", "extra_fields", "redact", "redact_value"]
 
 MASK = "*" * 11
@@ -24,7 +26,7 @@ _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
 # Six digits, an optional separator (space, no-break space, dot, hyphen), five digits,
 # not inside a longer digit run. UUIDs are matched first and kept whole, because their
 # hex groups can hold an 11-digit run next to a letter.
-_SENSITIVE = re.compile(rf"(?P<uuid>{_UUID})|(?<!\d)\d{{6}}[ \u00a0.\-]?\d{{5}}(?!\d)")
+_SENSITIVE = re.compile(rf"(?P<uuid>{_UUID})|{IDENTITY_SHAPED}")
 
 # What every LogRecord has; anything else on a record came in through ``extra=``.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
