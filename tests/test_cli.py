@@ -336,7 +336,7 @@ def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: P
     assert len(after) == 2 and after[1:] == before
     result = russak(cfg, "key", "reencrypt")
     assert result.returncode == 0 and "re-encrypted" in result.stdout
-    # with only the newest and the original (hash) key left, everything still reads
+    # after re-encryption the newest key alone reads everything, hashes included
     shown = russak(cfg, "case", "show", NUMBER, "--json", "--reveal")
     assert json.loads(shown.stdout)["national_id"] == nid
     from gateway.privacy import Cipher, load_key_file
@@ -349,9 +349,14 @@ def test_key_rotation_and_reencryption_keep_data_readable(cfg: Path, tmp_path: P
 
     engine = create_engine(f"sqlite:///{cfg.parent / 'russak.db'}")
     with engine.connect() as conn:
-        token = conn.execute(text("select national_id from persons")).scalar_one()
+        token, stored_hash = conn.execute(text("select national_id, national_id_hash from persons")).one()
     engine.dispose()
     assert cipher.decrypt_text(bytes(token)) == nid  # written under the newest key
+    old_only = tmp_path / "old.key"
+    old_only.write_text("\n".join(before) + "\n")
+    old_only.chmod(0o600)
+    assert stored_hash == cipher.keyed_hash(nid)  # re-keyed: the old key no longer matches it
+    assert stored_hash != load_key_file(old_only).keyed_hash(nid)
 
 
 def test_a_foreign_key_file_is_refused_at_start(cfg: Path, tmp_path: Path, russak: Russak) -> None:

@@ -47,3 +47,16 @@ def test_the_import_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from gateway import db
+
+    engine = db.make_engine("sqlite://")
+    try:
+        heads = ScriptDirectory.from_config(db._alembic_config(engine)).get_heads()
+    finally:
+        engine.dispose()
+    assert heads == [db.SCHEMA_HEAD], "update gateway.db.SCHEMA_HEAD with the new migration"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from gateway.cli import Context, UsageFailure, guarded, pass_ctx
@@ -13,18 +15,25 @@ def key() -> None:
 
 
 @key.command(name="rotate")
+@click.option(
+    "--key-file",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The key file to rotate, when gateway.key_file names a read-only systemd credential copy.",
+)
 @pass_ctx
 @guarded
-def key_rotate(ctx: Context) -> None:
+def key_rotate(ctx: Context, key_file: Path | None) -> None:
     """Put a new key first in the key file.
 
     Old keys keep decrypting. Restart the daemon afterwards, then run key
-    reencrypt.
+    reencrypt. Under systemd, rotate the source file the credential is loaded from
+    (--key-file /etc/russak-gateway/russak.key), not the copy under %d/.
     """
     from gateway.privacy import KeyFileError, rotate_key_file
 
     settings = ctx.settings()
-    path = settings.resolve_path(settings.gateway.key_file)
+    path = key_file or settings.resolve_path(settings.gateway.key_file)
     try:
         rotate_key_file(path)
     except KeyFileError as exc:
@@ -38,8 +47,8 @@ def key_rotate(ctx: Context) -> None:
 def key_reencrypt(ctx: Context) -> None:
     """Rewrite every stored personal field under the newest key.
 
-    Restartable; afterwards the keys between the first and the last line of the
-    key file decrypt nothing any more.
+    Also re-keys the identity-number hash. Restartable; afterwards only the first
+    line of the key file is needed.
     """
     from gateway.rekey import reencrypt
 
