@@ -15,369 +15,73 @@ the database. Signals only set a flag and wake the main thread:
   inside one. A file that does not validate, or whose channels cannot be built, is
   refused with one error line and the running configuration is kept.
 
-After every poll and tick the daemon logs one line (``poll <channel>: …``, ``tick:
-done …``, and ``dispatch outbox N …`` per send attempt, with ``extra`` fields for the
-JSON log), and, under systemd, sends a one-line ``STATUS=`` built from the facts of
-``russak status`` (``gateway.ops.status``). With ``gateway.health_listen`` it serves
-``/healthz`` and ``/metrics`` (``gateway.ops.health``, ``gateway.ops.metrics``).
-
-SQLite mode is single-instance by design: a lease row names the running process,
-and a second one refuses to start while that process is alive.
+The steps are in ``gateway.ops.steps`` (poll, tick, ``cycle`` for ``run --once``),
+``gateway.ops.dispatch`` (one line per send attempt) and ``gateway.ops.leases``
+(single instance). After every poll and tick the daemon sends systemd a one-line
+``STATUS=`` built from the facts of ``russak status`` (``gateway.ops.status``); with
+``gateway.health_listen`` it serves ``/healthz`` and ``/metrics``
+(``gateway.ops.health``, ``gateway.ops.metrics``). ``gateway.ops.exitcodes`` says
+how ``russak run`` ends.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway.cases import retention
 from gateway.clock import OSLO
-from gateway.config import ConfigError, GatewaySettings, Settings, listen_address
+from gateway.config import ConfigError, GatewaySettings, listen_address
 from gateway.context import Gateway
-from gateway.delivery import outbox
-from gateway.intake import pipeline as intake
-from gateway.models import Cursor, Lease, OutboxItem
+from gateway.delivery.outbox import DispatchStats
 from gateway.ops import sdnotify
 from gateway.ops import status as health_facts
-from gateway.ports import (
-    ChannelError,
-    InboundChannel,
-    OutboundChannel,
-    OutboundMessage,
-    Receipt,
-    TransientError,
+from gateway.ops.dispatch import DaemonGateway, dispatch
+from gateway.ops.health import HealthServer, status_line
+from gateway.ops.leases import (
+    INSTANCE_LEASE,
+    LEASE_TTL,
+    AlreadyRunning,
+    acquire_instance_lease,
+    lease_ttl,
+    release_instance_lease,
+    renew_instance_lease,
+    try_lease,
 )
-from gateway.staff import reminders
+from gateway.ops.metrics import Metrics
+from gateway.ops.reload import read_again
+from gateway.ops.steps import CycleReport, DbCursorStore, PollResult, cycle, poll_channel, tick
+from gateway.ports import ChannelError
+from gateway.privacy import configure_logging
 
-if TYPE_CHECKING:
-    from gateway.ops.health import HealthServer
-    from gateway.ops.metrics import Metrics
+__all__ = [  # the steps and leases stay importable from here, as before the split
+    "INSTANCE_LEASE",
+    "LEASE_TTL",
+    "AlreadyRunning",
+    "CycleReport",
+    "Daemon",
+    "DaemonGateway",
+    "DbCursorStore",
+    "PollResult",
+    "acquire_instance_lease",
+    "cycle",
+    "lease_ttl",
+    "poll_channel",
+    "release_instance_lease",
+    "tick",
+    "try_lease",
+]
 
 log = logging.getLogger(__name__)
-
-INSTANCE_LEASE = health_facts.INSTANCE_LEASE
-LEASE_TTL = health_facts.MIN_LEASE_TTL
-DISPATCH_BATCH = 100  # outbox rows one tick sends at most, one claim at a time
-DISPATCH_RESULTS = ("sent", "retried", "dead", "cancelled")  # the fields of outbox.DispatchStats
-
-
-class AlreadyRunning(RuntimeError):
-    pass
-
-
-class DbCursorStore:
-    """CursorStore on the cursors table; each ``set`` commits on its own.
-
-    A channel calls ``set`` only after the consumer has taken (and committed) every
-    message it yielded before, so a crash never moves a cursor past unprocessed mail.
-    """
-
-    def __init__(self, gw: Gateway, channel: str) -> None:
-        self._gw, self._channel = gw, channel
-
-    def get(self, key: str) -> str | None:
-        with self._gw.session() as session:
-            row = session.get(Cursor, (self._channel, key))
-            return row.value if row else None
-
-    def set(self, key: str, value: str) -> None:
-        with self._gw.session() as session:
-            row = session.get(Cursor, (self._channel, key))
-            if row is None:
-                session.add(
-                    Cursor(channel=self._channel, key=key, value=value, updated_at=self._gw.clock.now())
-                )
-            else:
-                row.value, row.updated_at = value, self._gw.clock.now()
-
-
-@dataclass
-class CycleReport:
-    taken: dict[str, int] = field(default_factory=dict)
-    outcomes: list[str] = field(default_factory=list)
-    dispatched: outbox.DispatchStats = field(default_factory=outbox.DispatchStats)
-    reminders: int = 0
-
-
-@dataclass(frozen=True)
-class PollResult:
-    """What one poll of one channel did. ``result``: ok, stopped (by a signal, after a
-    committed message), failed (channel error), crashed (a bug), storage (the database
-    cannot be written), busy (another instance holds the channel's poll lease)."""
-
-    channel: str
-    result: str
-    taken: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-
-def try_lease(gw: Gateway, name: str, ttl: timedelta) -> bool:
-    """Take or renew a named lease; False while another live owner holds it."""
-    now = gw.clock.now()
-    try:
-        with gw.session() as session:
-            lease = session.get(Lease, name, with_for_update=True)
-            if (
-                lease is not None
-                and lease.owner != gw.instance_id
-                and lease.until > now
-                and health_facts.owner_alive(lease.owner)
-            ):
-                return False
-            if lease is None:
-                session.add(Lease(name=name, owner=gw.instance_id, until=now + ttl))
-            else:
-                lease.owner, lease.until = gw.instance_id, now + ttl
-    except IntegrityError:
-        return False  # another instance created it a moment ago
-    return True
-
-
-def poll_channel(
-    gw: Gateway,
-    channel: InboundChannel,
-    report: CycleReport,
-    *,
-    stop: threading.Event | None = None,
-    metrics: Metrics | None = None,
-) -> PollResult:
-    """Take in everything a channel has; acknowledge each item only after its commit.
-
-    With several instances (PostgreSQL) a per-channel lease makes sure only one of
-    them polls a source at a time; intake's dedupe would cope, but the source would
-    be read twice for nothing. ``stop``, once set, ends the poll before the next
-    message: the one in hand is committed and acknowledged, the rest stay at the
-    source. Logs one line per poll: ``poll <channel>: <result>, N taken in …``.
-    """
-    started = time.perf_counter()
-    if not try_lease(gw, f"poll:{channel.name}", lease_ttl(gw)):
-        log.debug("channel %s: polled by another instance", channel.name)
-        if metrics is not None:
-            metrics.polled(channel.name, "busy", time.perf_counter() - started, gw.clock.now().timestamp())
-        return PollResult(channel.name, "busy")
-    taken = errors = 0
-    outcomes: Counter[str] = Counter()
-    result = "ok"
-    try:
-        messages = channel.poll(DbCursorStore(gw, channel.name))
-        try:
-            for message in messages:
-                if stop is not None and stop.is_set():
-                    result = "stopped"
-                    break
-                judged = intake.process(gw, message)
-                report.outcomes.append(judged.outcome)
-                outcomes[judged.outcome] += 1
-                if metrics is not None:
-                    metrics.taken(channel.name, judged.outcome)
-                if judged.outcome == "error":
-                    errors += 1
-                    if intake.is_storage_trouble(judged):
-                        result = "storage"
-                        break  # the rest would fail the same way; try again next poll
-                    continue  # not stored: leave it at the source for the next poll
-                taken += 1
-                try:
-                    channel.acknowledge(message)
-                except ChannelError as exc:
-                    log.warning(
-                        "channel %s: acknowledge failed (will be seen again, then deduped): %s",
-                        channel.name,
-                        exc,
-                    )
-        finally:
-            _close(messages)
-    except ChannelError as exc:
-        result = "failed"
-        log.warning("channel %s: poll failed: %s", channel.name, exc)
-    except Exception:
-        result = "crashed"
-        log.exception("channel %s: poll crashed; will try again next cycle", channel.name)
-    report.taken[channel.name] = taken
-    seconds = time.perf_counter() - started
-    if metrics is not None:
-        metrics.polled(channel.name, result, seconds, gw.clock.now().timestamp())
-    judged_text = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
-    log.info(
-        "poll %s: %s, %d taken in%s, %d ms",
-        channel.name,
-        result,
-        taken,
-        f" ({judged_text})" if judged_text else "",
-        seconds * 1000,
-        extra={"channel": channel.name, "duration_ms": round(seconds * 1000), "outcome": result},
-    )
-    return PollResult(channel.name, result, taken, errors, seconds, dict(outcomes))
-
-
-def _close(messages: Iterator[Any]) -> None:
-    """End a channel's generator now (its ``finally`` runs), not whenever it is collected."""
-    close = getattr(messages, "close", None)
-    if callable(close):
-        close()
-
-
-def tick(gw: Gateway) -> reminders.TickReport:
-    """Reminders, auto notices and digests, with one line: ``tick: done in N ms (…)``."""
-    started = time.perf_counter()
-    report = reminders.tick(gw)
-    ms = (time.perf_counter() - started) * 1000
-    log.info(
-        "tick: done in %d ms (%d reminder(s), %d auto notice(s), %d digest(s))",
-        ms,
-        report.reminders,
-        len(report.auto_notices),
-        report.digests,
-        extra={"duration_ms": round(ms)},
-    )
-    return report
-
-
-def cycle(gw: Gateway) -> CycleReport:
-    """One full round: poll every channel, tick, dispatch. Used by --once and the demo."""
-    report = CycleReport()
-    for channel in gw.inbound_channels():
-        poll_channel(gw, channel, report)
-    report.reminders = tick(gw).reminders
-    report.dispatched = outbox.dispatch_due(gw)
-    return report
-
-
-# Single instance ------------------------------------------------------------------
-
-
-def lease_ttl(gw: Gateway) -> timedelta:
-    """Long enough to survive a slow step, renewed on every poll and tick."""
-    return health_facts.lease_ttl(gw.settings.gateway)
-
-
-def acquire_instance_lease(gw: Gateway) -> None:
-    now = gw.clock.now()
-    with gw.session() as session:
-        lease = session.get(Lease, INSTANCE_LEASE)
-        if (
-            lease is not None
-            and lease.owner != gw.instance_id
-            and lease.until > now
-            and health_facts.owner_alive(lease.owner)
-        ):
-            if gw.engine.dialect.name == "sqlite":
-                raise AlreadyRunning(
-                    f"another gateway ({lease.owner}) is running on this SQLite database; "
-                    "SQLite mode is single-instance (use PostgreSQL for several instances)"
-                )
-            return
-        if lease is None:
-            session.add(Lease(name=INSTANCE_LEASE, owner=gw.instance_id, until=now + lease_ttl(gw)))
-        else:
-            lease.owner, lease.until = gw.instance_id, now + lease_ttl(gw)
-
-
-def release_instance_lease(gw: Gateway) -> None:
-    with gw.session() as session:
-        lease = session.get(Lease, INSTANCE_LEASE)
-        if lease is not None and lease.owner == gw.instance_id:
-            session.delete(lease)
-
-
-# Timing each send, so a dispatch attempt's line can name its row --------------------
-
-
-@dataclass(frozen=True)
-class SendRecord:
-    channel: str
-    key: str
-    result: str  # sent, duplicate, transient, permanent, crashed
-    seconds: float
-
-
-class _TimedSend:
-    """An outbound channel whose ``send`` is timed and remembered on the gateway."""
-
-    def __init__(self, inner: OutboundChannel, gw: DaemonGateway) -> None:
-        self._inner, self._gw = inner, gw
-        self.name = inner.name
-
-    def send(self, message: OutboundMessage) -> Receipt:
-        started = time.perf_counter()
-        result = "crashed"
-        try:
-            receipt = self._inner.send(message)
-            result = "duplicate" if receipt.duplicate else "sent"
-            return receipt
-        except TransientError:
-            result = "transient"
-            raise
-        except ChannelError:
-            result = "permanent"
-            raise
-        finally:
-            self._gw.last_send = SendRecord(self.name, message.key, result, time.perf_counter() - started)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-@dataclass
-class DaemonGateway(Gateway):
-    """The daemon's Gateway: the same context, with each outbound send timed.
-
-    ``outbox.dispatch_due`` reports counts, not which row it sent; the daemon wants
-    one log line per attempt naming the row, its channel and how long the send took,
-    so the channel handed to the outbox records its last send here. Built from the
-    Gateway the CLI opened (``around``), and again on every reload (new settings,
-    fresh channels, the same engine, key, handlers and instance id).
-    """
-
-    last_send: SendRecord | None = None
-
-    @classmethod
-    def around(cls, gw: Gateway, settings: Settings | None = None) -> DaemonGateway:
-        shared = {
-            f.name: getattr(gw, f.name)
-            for f in dataclasses.fields(Gateway)
-            if f.init and not f.name.startswith("_")
-        }
-        if settings is not None:
-            shared["settings"] = settings
-        return cls(**shared)
-
-    def outbound_channel(self, name: str) -> OutboundChannel:
-        return _TimedSend(super().outbound_channel(name), self)
-
-    def build_channels(self) -> None:
-        """Build every configured channel now; ``ConfigError``/``ChannelError`` if one fails."""
-        for entry in self.settings.channels:
-            self.channel(entry.name)
-
-    def close_channels(self) -> None:
-        """Close the channels this context built, leaving the shared engine open."""
-        for channel in list(self._channels.values()):
-            closer = getattr(channel, "close", None)
-            if callable(closer):
-                try:
-                    closer()
-                except Exception:
-                    log.exception("closing a channel failed")
-        self._channels.clear()
-
-
-# The long-running process -------------------------------------------------------------
 
 
 class Daemon:
@@ -388,8 +92,6 @@ class Daemon:
     """
 
     def __init__(self, gw: Gateway, *, log_level: str | None = None) -> None:
-        from gateway.ops.metrics import Metrics
-
         self.gw = DaemonGateway.around(gw)
         self.stop = threading.Event()
         self.reloaded = threading.Event()  # set after each reload attempt (tests wait on it)
@@ -449,67 +151,14 @@ class Daemon:
             self._dispatch()
         self._report_status()
 
-    def _dispatch(self) -> outbox.DispatchStats:
-        """Send what is due, one claim at a time, checking for a stop between sends."""
-        total = outbox.DispatchStats()
-        for _ in range(DISPATCH_BATCH):
-            if self.stop.is_set():
-                break
-            gw = self.gw
-            gw.last_send = None
-            started = time.perf_counter()
-            stats = outbox.dispatch_due(gw, limit=1)
-            if not stats.total:
-                break
-            seconds = time.perf_counter() - started
-            result = next(name for name in DISPATCH_RESULTS if getattr(stats, name))
-            for name in DISPATCH_RESULTS:
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-            self.metrics.dispatched(result)
-            self._log_attempt(gw, result, seconds)
-        return total
-
-    def _log_attempt(self, gw: DaemonGateway, result: str, seconds: float) -> None:
-        sent = gw.last_send
-        ms = round(seconds * 1000)
-        if sent is None:
-            log.info(
-                "dispatch: a claimed outbox row was cancelled (no longer to be sent), %d ms",
-                ms,
-                extra={"duration_ms": ms, "outcome": result},
-            )
-            return
-        with gw.session() as session:
-            row = session.execute(
-                select(OutboxItem.id, OutboxItem.kind, OutboxItem.attempts).where(OutboxItem.key == sent.key)
-            ).one_or_none()
-        outbox_id, kind, attempt = row if row is not None else (None, "?", 0)
-        log.info(
-            "dispatch outbox %s (%s) via %s: %s, attempt %d, %d ms",
-            outbox_id,
-            kind,
-            sent.channel,
-            result,
-            attempt,
-            ms,
-            extra={
-                "channel": sent.channel,
-                "outbox_id": outbox_id,
-                "attempt": attempt,
-                "duration_ms": ms,
-                "outcome": result,
-            },
-        )
+    def _dispatch(self) -> DispatchStats:
+        return dispatch(self.gw, self.stop, self.metrics)
 
     def _purge(self) -> None:
         retention.purge(self.gw)
 
     def _renew(self) -> None:
-        gw = self.gw
-        with gw.session() as session:
-            lease = session.get(Lease, INSTANCE_LEASE)
-            if lease is not None and lease.owner == gw.instance_id:
-                lease.until = gw.clock.now() + lease_ttl(gw)
+        renew_instance_lease(self.gw)
         sdnotify.watchdog()
 
     def health(self) -> health_facts.Health:
@@ -522,8 +171,6 @@ class Daemon:
         sdnotify.status(self.status_line())
 
     def status_line(self) -> str:
-        from gateway.ops.health import status_line
-
         try:
             return status_line(self.health())
         except Exception as exc:
@@ -533,8 +180,6 @@ class Daemon:
     # -- SIGHUP ----------------------------------------------------------------------
 
     def _reload(self) -> None:
-        from gateway.ops.reload import read_again
-
         old = self.gw
         new: DaemonGateway | None = None
         try:
@@ -561,8 +206,6 @@ class Daemon:
         old.close_channels()
         self._reschedule(old.settings.gateway, new.settings.gateway)
         if self._log_level is None and old.settings.gateway.log_level != new.settings.gateway.log_level:
-            from gateway.privacy import configure_logging
-
             configure_logging(new.settings.gateway.log_level)
         for entry in new.settings.channels:
             if entry.inbound:
@@ -593,8 +236,6 @@ class Daemon:
         listen = self.gw.settings.gateway.health_listen
         if listen is None:
             return
-        from gateway.ops.health import HealthServer
-
         address = listen_address(listen)
         try:
             server = HealthServer(address, self.health, self.metrics.registry)
@@ -609,9 +250,6 @@ class Daemon:
         log.info("health endpoint on %s (/healthz, /metrics)", server.url)
 
     def _scheduler_with_jobs(self, start: datetime) -> Any:
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-
         settings = self.gw.settings.gateway
         scheduler = BackgroundScheduler(
             timezone=OSLO,

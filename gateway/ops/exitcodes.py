@@ -17,6 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alembic.util import CommandError
+from sqlalchemy.exc import OperationalError
+
+from gateway.config import ConfigError
+from gateway.ops.leases import AlreadyRunning
+from gateway.privacy import KeyFileError
+
 __all__ = [
     "EXIT_ALREADY_RUNNING",
     "EXIT_CODES",
@@ -80,12 +87,6 @@ def exit_code_for(exc: BaseException) -> int:
     that cannot be connected is ``EXIT_UNAVAILABLE``; a failed migration is
     ``EXIT_SCHEMA``; anything else ``EXIT_SOFTWARE``.
     """
-    from sqlalchemy.exc import OperationalError
-
-    from gateway.config import ConfigError
-    from gateway.ops.daemon import AlreadyRunning
-    from gateway.privacy import KeyFileError
-
     if isinstance(exc, AlreadyRunning):
         return EXIT_ALREADY_RUNNING
     if isinstance(exc, KeyFileError):
@@ -94,16 +95,8 @@ def exit_code_for(exc: BaseException) -> int:
         if isinstance(exc.__cause__, KeyFileError) or ": gateway.key_file:" in str(exc):
             return EXIT_KEY
         return EXIT_CONFIG
-    if _is_migration_error(exc):
+    if isinstance(exc, CommandError):
         return EXIT_SCHEMA
     if isinstance(exc, OperationalError):
         return EXIT_UNAVAILABLE
     return EXIT_SOFTWARE
-
-
-def _is_migration_error(exc: BaseException) -> bool:
-    try:
-        from alembic.util import CommandError
-    except ImportError:  # pragma: no cover - alembic is a dependency
-        return False
-    return isinstance(exc, CommandError)

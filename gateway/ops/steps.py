@@ -1,0 +1,190 @@
+"""The daemon's steps: poll a channel, tick the reminders, and one full cycle.
+
+Each step is made of short transactions and leaves one log line without personal
+data (``poll <channel>: …``, ``tick: done …``), with ``extra`` fields the JSON log
+keeps as keys. ``poll_channel`` takes a ``stop`` event: once set, the poll ends
+before the next message, so the one in hand is committed and acknowledged and the
+rest stay at their source. ``cycle`` is one round for ``russak run --once`` and the
+demo; the daemon runs the same steps on its scheduler (``gateway.ops.daemon``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.context import Gateway
+from gateway.delivery import outbox
+from gateway.intake import pipeline as intake
+from gateway.models import Cursor
+from gateway.ops.leases import lease_ttl, try_lease
+from gateway.ops.metrics import Metrics
+from gateway.ports import ChannelError, InboundChannel
+from gateway.staff import reminders
+
+__all__ = ["CycleReport", "DbCursorStore", "PollResult", "cycle", "poll_channel", "tick"]
+
+log = logging.getLogger(__name__)
+
+
+class DbCursorStore:
+    """CursorStore on the cursors table; each ``set`` commits on its own.
+
+    A channel calls ``set`` only after the consumer has taken (and committed) every
+    message it yielded before, so a crash never moves a cursor past unprocessed mail.
+    """
+
+    def __init__(self, gw: Gateway, channel: str) -> None:
+        self._gw, self._channel = gw, channel
+
+    def get(self, key: str) -> str | None:
+        with self._gw.session() as session:
+            row = session.get(Cursor, (self._channel, key))
+            return row.value if row else None
+
+    def set(self, key: str, value: str) -> None:
+        with self._gw.session() as session:
+            row = session.get(Cursor, (self._channel, key))
+            if row is None:
+                session.add(
+                    Cursor(channel=self._channel, key=key, value=value, updated_at=self._gw.clock.now())
+                )
+            else:
+                row.value, row.updated_at = value, self._gw.clock.now()
+
+
+@dataclass
+class CycleReport:
+    taken: dict[str, int] = field(default_factory=dict)
+    outcomes: list[str] = field(default_factory=list)
+    dispatched: outbox.DispatchStats = field(default_factory=outbox.DispatchStats)
+    reminders: int = 0
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll of one channel did. ``result``: ok, stopped (by a signal, after a
+    committed message), failed (channel error), crashed (a bug), storage (the database
+    cannot be written), busy (another instance holds the channel's poll lease)."""
+
+    channel: str
+    result: str
+    taken: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def poll_channel(
+    gw: Gateway,
+    channel: InboundChannel,
+    report: CycleReport,
+    *,
+    stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+) -> PollResult:
+    """Take in everything a channel has; acknowledge each item only after its commit.
+
+    With several instances (PostgreSQL) a per-channel lease makes sure only one of
+    them polls a source at a time; intake's dedupe would cope, but the source would
+    be read twice for nothing. ``stop``, once set, ends the poll before the next
+    message: the one in hand is committed and acknowledged, the rest stay at the
+    source. Logs one line per poll: ``poll <channel>: <result>, N taken in …``.
+    """
+    started = time.perf_counter()
+    if not try_lease(gw, f"poll:{channel.name}", lease_ttl(gw)):
+        log.debug("channel %s: polled by another instance", channel.name)
+        if metrics is not None:
+            metrics.polled(channel.name, "busy", time.perf_counter() - started, gw.clock.now().timestamp())
+        return PollResult(channel.name, "busy")
+    taken = errors = 0
+    outcomes: Counter[str] = Counter()
+    result = "ok"
+    try:
+        messages = channel.poll(DbCursorStore(gw, channel.name))
+        try:
+            for message in messages:
+                if stop is not None and stop.is_set():
+                    result = "stopped"
+                    break
+                judged = intake.process(gw, message)
+                report.outcomes.append(judged.outcome)
+                outcomes[judged.outcome] += 1
+                if metrics is not None:
+                    metrics.taken(channel.name, judged.outcome)
+                if judged.outcome == "error":
+                    errors += 1
+                    if intake.is_storage_trouble(judged):
+                        result = "storage"
+                        break  # the rest would fail the same way; try again next poll
+                    continue  # not stored: leave it at the source for the next poll
+                taken += 1
+                try:
+                    channel.acknowledge(message)
+                except ChannelError as exc:
+                    log.warning(
+                        "channel %s: acknowledge failed (will be seen again, then deduped): %s",
+                        channel.name,
+                        exc,
+                    )
+        finally:
+            _close(messages)
+    except ChannelError as exc:
+        result = "failed"
+        log.warning("channel %s: poll failed: %s", channel.name, exc)
+    except Exception:
+        result = "crashed"
+        log.exception("channel %s: poll crashed; will try again next cycle", channel.name)
+    report.taken[channel.name] = taken
+    seconds = time.perf_counter() - started
+    if metrics is not None:
+        metrics.polled(channel.name, result, seconds, gw.clock.now().timestamp())
+    judged_text = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+    log.info(
+        "poll %s: %s, %d taken in%s, %d ms",
+        channel.name,
+        result,
+        taken,
+        f" ({judged_text})" if judged_text else "",
+        seconds * 1000,
+        extra={"channel": channel.name, "duration_ms": round(seconds * 1000), "outcome": result},
+    )
+    return PollResult(channel.name, result, taken, errors, seconds, dict(outcomes))
+
+
+def _close(messages: Iterator[Any]) -> None:
+    """End a channel's generator now (its ``finally`` runs), not whenever it is collected."""
+    close = getattr(messages, "close", None)
+    if callable(close):
+        close()
+
+
+def tick(gw: Gateway) -> reminders.TickReport:
+    """Reminders, auto notices and digests, with one line: ``tick: done in N ms (…)``."""
+    started = time.perf_counter()
+    report = reminders.tick(gw)
+    ms = (time.perf_counter() - started) * 1000
+    log.info(
+        "tick: done in %d ms (%d reminder(s), %d auto notice(s), %d digest(s))",
+        ms,
+        report.reminders,
+        len(report.auto_notices),
+        report.digests,
+        extra={"duration_ms": round(ms)},
+    )
+    return report
+
+
+def cycle(gw: Gateway) -> CycleReport:
+    """One full round: poll every channel, tick, dispatch. Used by --once and the demo."""
+    report = CycleReport()
+    for channel in gw.inbound_channels():
+        poll_channel(gw, channel, report)
+    report.reminders = tick(gw).reminders
+    report.dispatched = outbox.dispatch_due(gw)
+    return report
