@@ -161,6 +161,8 @@ class GatewaySettings(_Strict):
     first_meeting_target_working_days: int = Field(default=10, ge=1, le=100)
     deadline_warning_days: int = Field(default=14, ge=1)
     max_order_bytes: int = Field(default=1_048_576, ge=1024)
+    # a message whose processing killed the process this often is quarantined
+    max_intake_attempts: int = Field(default=3, ge=1, le=1000)
     retry_for_hours: float = Field(default=72.0, gt=0, description="give up (dead letter) after")
     backoff_base_seconds: float = Field(default=30.0, gt=0)
     backoff_cap_seconds: float = Field(default=3600.0, gt=0)

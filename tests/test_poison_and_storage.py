@@ -21,6 +21,8 @@ from gateway.models import Case, InboundMessage, IntakeAttempt, QuarantineEntry
 from gateway.ports import RawMessage
 from tests import factories
 
+MAX_ATTEMPTS = 3  # the default of gateway.max_intake_attempts
+
 KILLER = textwrap.dedent(
     """
     import os, sys
@@ -53,18 +55,18 @@ def test_a_message_that_kills_the_process_is_quarantined_after_three_crashes(
     poison.write_bytes(factories.mail(subject="Hei", body="x"))
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    for _ in range(intake.MAX_ATTEMPTS):
+    for _ in range(MAX_ATTEMPTS):
         command = [sys.executable, str(script), str(cfg), str(poison)]
         done = subprocess.run(command, timeout=60, capture_output=True, text=True)
         assert done.returncode == 137, done.stderr
     gw = open_gateway(load_settings(cfg), clock=clock)
     try:
         with gw.session() as s:
-            assert s.scalars(select(IntakeAttempt.attempts)).all() == [intake.MAX_ATTEMPTS]
+            assert s.scalars(select(IntakeAttempt.attempts)).all() == [MAX_ATTEMPTS]
         message = RawMessage("spool", "sha256:poison", poison.read_bytes(), "email", clock.now())
         result = intake.process(gw, message)
         assert result.outcome == "quarantined"
-        assert result.reason == f"crashed the gateway {intake.MAX_ATTEMPTS} times"
+        assert result.reason == f"crashed the gateway {MAX_ATTEMPTS} times"
         with gw.session() as s:
             assert s.scalars(select(QuarantineEntry.reason)).all() == [result.reason]
             assert s.scalars(select(IntakeAttempt)).all() == []

@@ -119,11 +119,15 @@ def find_identity_numbers(text: str) -> list[str]:
 
 
 # Eleven digits written as an identity number may be: DD MM YY, run together or with a
-# dot or hyphen after both DD and MM (not a bank account's 4.2.5), then an optional space, dot or hyphen, then the five
-# digits; never part of a longer digit run. The one pattern for every place that masks
-# or refuses such text (log redaction, order free text, staff free text).
+# dot or hyphen after both DD and MM (not a bank account's 4.2.5), then an optional
+# space, dot or hyphen, then the five digits; never part of a longer digit run. The
+# one pattern for every place that masks or refuses such text (log redaction, order
+# free text, staff free text). Letters around it do not protect it: an eleven-digit run
+# inside a hash is masked too, which costs a log reader less than a leak would.
 _SPACE = r"[ \t\u00a0]?"
-IDENTITY_SHAPED = rf"(?<!\d)\d\d(?:[.\-]\d\d[.\-]|\d\d)\d\d{_SPACE}[.\-]?{_SPACE}\d{{5}}(?!\d)"
+IDENTITY_SHAPED = (
+    rf"(?<!\d)\d\d(?:[.\-]\d\d[.\-]|\d\d)\d\d{_SPACE}[.\-]?{_SPACE}\d{{5}}(?!\d)"
+)
 _IDENTITY_SHAPED = re.compile(IDENTITY_SHAPED)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,6 @@ from gateway.ports import RawMessage
 log = logging.getLogger("gateway.intake")  # the name operators grep for
 
 
-MAX_ATTEMPTS = 3  # a message that killed the process this often is set aside
 _STORAGE_LOG_EVERY = 60.0
 _last_storage_log = -_STORAGE_LOG_EVERY
 
@@ -44,7 +43,7 @@ def process(gw: Gateway, message: RawMessage) -> IntakeResult:
 
     The attempt is recorded (and committed) first. A message that kills the process
     (a parser bug, memory exhaustion) is therefore recognised when it comes round
-    again after the restart, and after ``MAX_ATTEMPTS`` it goes to quarantine instead
+    again after the restart, and after ``gateway.max_intake_attempts`` (3) it goes to quarantine instead
     of looping the daemon. A full disk is not the message's fault: it stays at its
     source and is taken on a later poll, with one log line a minute, not one per
     message.
@@ -54,7 +53,7 @@ def process(gw: Gateway, message: RawMessage) -> IntakeResult:
         attempts = _record_attempt(gw, message)
     except Exception as exc:
         return _storage_trouble(exc, where)
-    if attempts > MAX_ATTEMPTS:
+    if attempts > gw.settings.gateway.max_intake_attempts:
         log.error("intake %s/%s: crashed the gateway %d times; quarantining", *where, attempts - 1)
         return _quarantine_after_crash(gw, message, f"crashed the gateway {attempts - 1} times")
     try:
@@ -114,15 +113,29 @@ def _storage_trouble(exc: Exception, where: tuple[str, str]) -> IntakeResult:
 
 
 def _record_attempt(gw: Gateway, message: RawMessage) -> int:
+    """Count this attempt (committed before processing). Two instances may take the same
+    message at once: the insert that loses the race counts on the winner's row."""
+    now = gw.clock.now()
+    bump = (
+        update(IntakeAttempt)
+        .where(IntakeAttempt.channel == message.channel, IntakeAttempt.external_id == message.external_id)
+        .values(attempts=IntakeAttempt.attempts + 1, last_at=now)
+        .returning(IntakeAttempt.attempts)
+    )
     with gw.session() as session:
-        key = (message.channel, message.external_id)
-        row = session.get(IntakeAttempt, key)
-        if row is None:
-            row = IntakeAttempt(channel=key[0], external_id=key[1], attempts=0, last_at=gw.clock.now())
-            session.add(row)
-        row.attempts += 1
-        row.last_at = gw.clock.now()
-        return row.attempts
+        attempts = session.scalar(bump)
+        if attempts is not None:
+            return int(attempts)
+        try:
+            with session.begin_nested():
+                session.add(
+                    IntakeAttempt(
+                        channel=message.channel, external_id=message.external_id, attempts=1, last_at=now
+                    )
+                )
+            return 1
+        except IntegrityError:
+            return int(session.scalars(bump).one())
 
 
 def _clear_attempt(session: Session, message: RawMessage) -> None:
