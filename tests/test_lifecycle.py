@@ -69,7 +69,7 @@ def run(facts: CaseFacts, sequence: list[lc.Event]) -> list[tuple[CaseFacts, lc.
     return trace
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(starts, st.lists(events, max_size=30))
 def test_a_queued_notice_only_carries_breaches_true_at_that_moment(
     start: CaseFacts, sequence: list[lc.Event]
@@ -87,7 +87,7 @@ def test_a_queued_notice_only_carries_breaches_true_at_that_moment(
                 assert notices.may_send(after, effect.breaches)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(starts, st.lists(events, max_size=30))
 def test_attended_as_required_never_leaves_an_attendance_notice_pending(
     start: CaseFacts, sequence: list[lc.Event]
@@ -184,7 +184,7 @@ def test_resummons_after_no_show_withdraws_the_draft() -> None:
     assert any(isinstance(e, lc.CancelNotice) for e in t.effects)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(starts, st.lists(events, max_size=30))
 def test_an_unsent_notice_only_ever_carries_reportable_breaches(
     start: CaseFacts, sequence: list[lc.Event]
