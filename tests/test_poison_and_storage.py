@@ -121,3 +121,28 @@ def test_a_full_database_pauses_intake_with_one_line_and_loses_nothing(
     with gw.session() as s:
         assert len(s.scalars(select(Case)).all()) == 20
         assert len(s.scalars(select(InboundMessage)).all()) == 20
+
+
+def test_a_read_only_database_gives_one_clear_line_not_a_traceback(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    cfg = factories.write_config(tmp_path / "gw", database=f"sqlite:///{tmp_path / 'gw' / 'russak.db'}")
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(cfg), "migrate"]).exit_code == 0
+    # root ignores file modes, so make the database read-only the way SQLite sees it
+    text = cfg.read_text().replace(
+        f"sqlite:///{tmp_path / 'gw' / 'russak.db'}",
+        f"sqlite:///file:{tmp_path / 'gw' / 'russak.db'}?mode=ro&uri=true",
+    )
+    cfg.write_text(text)
+    order = tmp_path / "o.xml"
+    order.write_bytes(factories.order_xml())
+    for command in (["ingest", str(order)], ["cases"], ["doctor"]):
+        result = runner.invoke(main, ["--config", str(cfg), *command])
+        assert result.exit_code in (1, 2), (command, result.output)
+        assert "Traceback" not in result.output + result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("russak: ")
+        assert "read-only" in result.stderr or "cannot be written" in result.stderr, result.stderr

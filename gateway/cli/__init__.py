@@ -122,9 +122,27 @@ def guarded(func: F) -> F:
 
                 if isinstance(exc, CaseNotFound):
                     raise Failure(f"no such case: {exc}") from exc
+            from sqlalchemy.exc import OperationalError
+
+            if isinstance(exc, OperationalError):
+                raise Failure(_database_trouble(exc)) from exc
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _database_trouble(exc: BaseException) -> str:
+    """One line for a database that cannot be used, instead of a traceback."""
+    from gateway import db
+
+    if db.is_storage_full(exc):
+        return "storage full: the database cannot be written; free space on its volume and try again"
+    if db.is_read_only(exc):
+        return (
+            "the database cannot be written (read-only file, folder or file system); "
+            "check the owner and mode of the database file and its folder"
+        )
+    return f"the database cannot be used ({type(exc).__name__}); see the log with --log-level debug"
 
 
 def _config_path(explicit: str | None) -> Path:
