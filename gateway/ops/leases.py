@@ -65,6 +65,19 @@ def lease_ttl(gw: Gateway) -> timedelta:
 
 
 def acquire_instance_lease(gw: Gateway) -> None:
+    """Take the instance lease, or refuse on SQLite while another live gateway holds it.
+
+    Two instances starting at the same moment on PostgreSQL may both find no row; the
+    one whose insert loses the race simply runs beside the other (several instances
+    are the point of PostgreSQL mode). On SQLite the loser is refused.
+    """
+    try:
+        _take_instance_lease(gw)
+    except IntegrityError:
+        _take_instance_lease(gw)  # the row exists now: decide against its owner
+
+
+def _take_instance_lease(gw: Gateway) -> None:
     now = gw.clock.now()
     with gw.session() as session:
         lease = session.get(Lease, INSTANCE_LEASE)
@@ -94,8 +107,23 @@ def release_instance_lease(gw: Gateway) -> None:
 
 
 def renew_instance_lease(gw: Gateway) -> None:
-    """Move our instance lease on by one lease time (a no-op if another owns it)."""
-    with gw.session() as session:
-        lease = session.get(Lease, INSTANCE_LEASE)
-        if lease is not None and lease.owner == gw.instance_id:
-            lease.until = gw.clock.now() + lease_ttl(gw)
+    """Move our instance lease on by one lease time.
+
+    With several instances (PostgreSQL) one of them holds the row; when it stops or
+    dies, the next renewal of a survivor takes the row over, so ``status`` and
+    ``/healthz`` keep seeing a running daemon.
+    """
+    now = gw.clock.now()
+    try:
+        with gw.session() as session:
+            lease = session.get(Lease, INSTANCE_LEASE)
+            if lease is None:
+                session.add(Lease(name=INSTANCE_LEASE, owner=gw.instance_id, until=now + lease_ttl(gw)))
+            elif (
+                lease.owner == gw.instance_id
+                or lease.until <= now
+                or not health_facts.owner_alive(lease.owner)
+            ):
+                lease.owner, lease.until = gw.instance_id, now + lease_ttl(gw)
+    except IntegrityError:
+        pass  # another survivor took it over at the same moment
