@@ -167,6 +167,7 @@ def test_the_running_daemon_serves_health_and_metrics(gateway_with_endpoint: tup
         wait_until(lambda: d.health_server is not None)
         wait_until(lambda: get(url + "/healthz")[0] == 200)
         inbox = gw.settings.resolve_path("spool") / "inbox"
+        inbox.mkdir(exist_ok=True)  # the channel makes it at its first poll, which may not have run yet
         drop_file(inbox, "ok.xml", factories.order_xml())
         drop_file(inbox, "hostile.xml", b"<!DOCTYPE x [<!ENTITY e 'boom'>]><x>&e;</x>")
         wait_until(lambda: get(url + "/healthz")[0] == 503)  # the quarantine makes it degraded
