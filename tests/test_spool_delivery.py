@@ -477,7 +477,8 @@ def test_sender_processes_killed_at_random_beside_a_running_pickup(tmp_path: Pat
         for line in done.stdout.decode().splitlines():
             record = json.loads(line)
             fresh[record["key"]] += not record["duplicate"]
-    assert kills >= 6, f"seed {seed}: the sender was rarely killed"
+    # once every key is delivered, a fresh sender may finish before its kill comes
+    assert kills >= 3, f"seed {seed}: the sender was rarely killed"
     print(f"seed {seed} (repeat with RUSSAK_SPOOL_SEED={seed}): {kills} kills")
     for key in keys:
         assert_exactly_once(root, police, make(key))
