@@ -135,7 +135,10 @@ def _record_attempt(gw: Gateway, message: RawMessage) -> int:
                 )
             return 1
         except IntegrityError:
-            return int(session.scalars(bump).one())
+            # the other instance's row; gone again if it already finished the message
+            # (which this attempt will then find taken in, as a duplicate)
+            attempts = session.scalar(bump)
+            return 1 if attempts is None else int(attempts)
 
 
 def _clear_attempt(session: Session, message: RawMessage) -> None:
