@@ -23,11 +23,6 @@ from gateway.texts import render
 
 log = logging.getLogger(__name__)
 
-FOOTER_HINT = (
-    "Svar på denne e-posten med en kommando på første linje (for eksempel «INNKALT 3.12 10:00 Kontoret»). "
-    "Skriv HJELP for å få alle kommandoene."
-)
-
 
 def _recipients_for(gw: Gateway, case: Case | None, unit_code: str | None = None) -> tuple[str, ...]:
     if case is not None:
@@ -101,7 +96,6 @@ def alert(
         case=case,
         lines=list(lines),
         actions=list(actions),
-        hint=FOOTER_HINT if case is not None else "",
     )
     return send(
         gw,
