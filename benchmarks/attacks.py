@@ -47,13 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the tests' factories live beside the package
 
-from lxml import etree  # noqa: E402
 
 import gateway.messages.mail as mail_module  # noqa: E402
+from gateway import samples  # noqa: E402
 from gateway.messages.mail import MailError, MailLimits, parse_mail  # noqa: E402
 from gateway.messages.orders import OrderError, XmlLimits, parse_order  # noqa: E402
-from gateway.samples import POLICE_ORG, UNIT_ORG, fnr  # noqa: E402
-from schemas import EXAMPLES_DIR, ORDER_NS  # noqa: E402
+from schemas import EXAMPLES_DIR  # noqa: E402
 
 NY_VOKSEN = (EXAMPLES_DIR / "ny-voksen.xml").read_bytes()
 MERKNAD = b"<Merknad>Personen har \xc3\xb8nsket samtale p\xc3\xa5 ettermiddagstid.</Merknad>"
@@ -123,62 +122,6 @@ def element_flood(count: int) -> bytes:
     return NY_VOKSEN.replace(MERKNAD, b"<Merknad>" + b"<a/>" * count + b"</Merknad>")
 
 
-def largest_valid_order() -> bytes:
-    """Every optional element and repetition the schema allows, the longest remark."""
-    q = f"{{{ORDER_NS}}}"
-    root = etree.Element(q + "Oppmoteordre", nsmap={None: ORDER_NS})  # type: ignore[dict-item]
-
-    def sub(parent: etree._Element, name: str, text: str | None = None, **attributes: str) -> etree._Element:
-        element = etree.SubElement(parent, q + name, attributes)
-        element.text = text
-        return element
-
-    def address(parent: etree._Element) -> None:
-        adresse = sub(parent, "Adresse")
-        for line in range(4):
-            sub(adresse, "Linje", f"Adresselinje {line} " + "x" * 150)
-        sub(adresse, "Postnummer", "5003")
-        sub(adresse, "Poststed", "BERGEN")
-
-    sub(root, "OrdreId", "3f2b8c1e-7a4d-4e2b-9c61-0d5e8a7b1c20")
-    sub(root, "Meldingstype", "ny")
-    sub(root, "Sendt", "2026-03-10T09:15:00+01:00")
-    avsender = sub(root, "Avsender")
-    sub(avsender, "Navn", "Testdal politidistrikt")
-    sub(avsender, "Organisasjonsnummer", POLICE_ORG)
-    kontakt = sub(avsender, "Kontakt")
-    sub(kontakt, "Navn", "Politiadvokat Test Testesen")
-    sub(kontakt, "Telefon", "+47 400 00 001")
-    sub(kontakt, "Epost", "patale.testdal@example.org")
-    sub(avsender, "Svarkanal", "patale.testdal@example.org", type="epost")
-    mottaker = sub(root, "Mottaker")
-    sub(mottaker, "Organisasjonsnummer", UNIT_ORG)
-    sub(mottaker, "Kommunenummer", "4601")
-    sak = sub(root, "Straffesak")
-    sub(sak, "Saksnummer", "24817395")
-    sub(sak, "Reaksjon", "ungdomsoppfolging")
-    sub(sak, "Avgjort", "2026-03-02")
-    sub(sak, "ProvetidTil", "2028-03-02")
-    person = sub(root, "Person")
-    sub(person, "Fodselsnummer", fnr())
-    sub(person, "Fornavn", "Ola")
-    sub(person, "Etternavn", "Testmann")
-    sub(person, "Fodselsdato", "1990-05-17")
-    address(person)
-    sub(person, "Telefon", "+47 400 00 002")
-    sub(person, "Epost", "ola.testmann@example.org")
-    for guardian in range(4):
-        foresatt = sub(person, "Foresatt")
-        sub(foresatt, "Fornavn", f"Foresatt{guardian}")
-        sub(foresatt, "Etternavn", "Testmann")
-        address(foresatt)
-    vilkar = sub(root, "Vilkar")
-    sub(vilkar, "Oppmote", antall="20", frist="2026-06-01")
-    sub(vilkar, "Rusmiddeltesting", antall="200", fra="2026-03-02", til="2028-03-02")
-    sub(root, "Merknad", "Lang merknad med æøå. " * 180)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-
-
 ATTACKS: list[tuple[str, str, Callable[[], bytes]]] = [
     ("small valid order (floor)", "order", lambda: NY_VOKSEN),
     ("Subject: 2,000 encoded words", "mail", lambda: header_bomb(b"Subject", 2_000)),
@@ -198,7 +141,7 @@ ATTACKS: list[tuple[str, str, Callable[[], bytes]]] = [
     ("XML: 1 MB of attributes on one element", "order", lambda: attribute_flood(90_000)),
     ("XML: 100,000 empty elements", "order", lambda: element_flood(100_000)),
     ("XML: nesting 250 deep", "order", lambda: xml_nesting(250)),
-    ("XML: largest valid order", "order", largest_valid_order),
+    ("XML: largest valid order", "order", samples.largest_valid_order),
 ]
 
 

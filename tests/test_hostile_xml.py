@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
+from gateway import samples
 from gateway.cli import main
 from gateway.clock import SimulatedClock
 from gateway.context import Gateway
@@ -26,7 +27,7 @@ from gateway.messages import xmlcaps
 from gateway.messages.orders import OrderError, XmlLimits, parse_order
 from gateway.messages.xmlcaps import measure_shape
 from gateway.ports import RawMessage
-from schemas import EXAMPLES_DIR, ORDER_NS
+from schemas import EXAMPLES_DIR
 from tests import factories
 
 NY_VOKSEN = (EXAMPLES_DIR / "ny-voksen.xml").read_bytes()
@@ -146,66 +147,8 @@ def test_a_parse_over_its_cpu_budget_is_refused() -> None:
 # ---------------------------------------------------- the largest valid order
 
 
-def largest_valid_order() -> bytes:
-    """Every optional element, every repetition the schema allows, the longest remark."""
-    q = f"{{{ORDER_NS}}}"
-    root = etree.Element(q + "Oppmoteordre", nsmap={None: ORDER_NS})  # type: ignore[dict-item]
-
-    def sub(parent: etree._Element, name: str, text: str | None = None, **attributes: str) -> etree._Element:
-        element = etree.SubElement(parent, q + name, attributes)
-        element.text = text
-        return element
-
-    def address(parent: etree._Element) -> None:
-        adresse = sub(parent, "Adresse")
-        for line in range(4):
-            sub(adresse, "Linje", f"Lang adresselinje nummer {line} " + "x" * 150)
-        sub(adresse, "Postnummer", "5003")
-        sub(adresse, "Poststed", "BERGEN")
-
-    sub(root, "OrdreId", "3f2b8c1e-7a4d-4e2b-9c61-0d5e8a7b1c20")
-    sub(root, "Meldingstype", "ny")
-    sub(root, "Sendt", "2026-03-10T09:15:00.123456+01:00")
-    avsender = sub(root, "Avsender")
-    sub(avsender, "Navn", "Testdal politidistrikt " + "x" * 170)
-    sub(avsender, "Organisasjonsnummer", factories.POLICE_ORG)
-    kontakt = sub(avsender, "Kontakt")
-    sub(kontakt, "Navn", "Politiadvokat Test Testesen")
-    sub(kontakt, "Telefon", "+47 400 00 001")
-    sub(kontakt, "Epost", "patale.testdal@example.org")
-    sub(avsender, "Svarkanal", "patale.testdal@example.org", type="epost")
-    mottaker = sub(root, "Mottaker")
-    sub(mottaker, "Organisasjonsnummer", factories.UNIT_ORG)
-    sub(mottaker, "Kommunenummer", factories.KOMMUNE)
-    sak = sub(root, "Straffesak")
-    sub(sak, "Saksnummer", "S" * 64)
-    sub(sak, "Reaksjon", "ungdomsoppfolging")
-    sub(sak, "Avgjort", "2026-03-02")
-    sub(sak, "ProvetidTil", "2028-03-02")
-    person = sub(root, "Person")
-    sub(person, "Fodselsnummer", factories.fnr())
-    sub(person, "Fornavn", "Ola " + "x" * 190)
-    sub(person, "Etternavn", "Testmann")
-    sub(person, "Fodselsdato", "1990-05-17")
-    address(person)
-    sub(person, "Telefon", "+47 400 00 002")
-    sub(person, "Epost", "ola.testmann@example.org")
-    for guardian in range(4):
-        foresatt = sub(person, "Foresatt")
-        sub(foresatt, "Fornavn", f"Foresatt{guardian}")
-        sub(foresatt, "Etternavn", "Testmann")
-        sub(foresatt, "Telefon", "+47 400 00 003")
-        sub(foresatt, "Epost", f"foresatt{guardian}@example.org")
-        address(foresatt)
-    vilkar = sub(root, "Vilkar")
-    sub(vilkar, "Oppmote", antall="20", frist="2026-06-01")
-    sub(vilkar, "Rusmiddeltesting", antall="200", fra="2026-03-02", til="2028-03-02")
-    sub(root, "Merknad", "Lang merknad med æøå. " * 180)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
 def test_the_largest_valid_order_is_read_and_far_below_every_cap() -> None:
-    data = largest_valid_order()
+    data = samples.largest_valid_order()
     order = parse_order(data)
     assert order.person is not None and len(order.person.guardians) == 4
     assert order.remark is not None and len(order.remark) > 3_900
