@@ -29,7 +29,6 @@ from gateway.cases.opening import Registration, open_case_from_order, open_lette
 from gateway.cases.records import (
     CaseNotFound,
     audit,
-    breaches_of,
     facts_of,
     get_case,
     next_case_number,
@@ -44,7 +43,6 @@ __all__ = [
     "attended",
     "audit",
     "auto_confirm_due",
-    "breaches_of",
     "close",
     "confirm_notice",
     "facts_of",

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.cases.events import confirm_notice
-from gateway.cases.records import audit, breaches_of, facts_of, store_facts
+from gateway.cases.records import audit, facts_of, store_facts
 from gateway.cases.transitions import apply_event
 from gateway.clock import local_today
 from gateway.context import Gateway
@@ -35,7 +35,7 @@ def notice_may_go(gw: Gateway, session: Session, item: OutboxItem) -> bool:
     if notice is None or case is None or notice.status != "queued":
         log.warning("outbox %s: notice no longer queued; not sending", item.id)
         return False
-    if not notices.may_send(facts_of(case), breaches_of(notice)):
+    if not notices.may_send(facts_of(case), notice.breach_facts()):
         notice.status, notice.cancel_reason = "cancelled", "no longer reportable at send time"
         facts = replace(facts_of(case), notice=notices.NoticeState.NONE, notice_breaches=())
         store_facts(

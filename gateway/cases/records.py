@@ -64,7 +64,7 @@ def _booking(case: Case) -> Booking | None:
 def _unsent_breaches(case: Case) -> tuple[notices.BreachFact, ...]:
     for notice in reversed(case.notices):
         if notice.status in ("draft", "queued"):
-            return breaches_of(notice)
+            return notice.breach_facts()
     return ()
 
 
@@ -162,7 +162,3 @@ def current_notice(case: Case, status: str) -> Notice | None:
 
 def breach_rows(breaches: tuple[notices.BreachFact, ...]) -> list[dict[str, str]]:
     return [{"type": b.type, "on": b.on.isoformat()} for b in breaches]
-
-
-def breaches_of(notice: Notice) -> tuple[notices.BreachFact, ...]:
-    return notice.breach_facts()

@@ -9,11 +9,11 @@ anything shaped like an identity number.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from gateway.domain.checks import TransitionError
 from gateway.domain.identifiers import has_identity_shaped
+from gateway.domain.words import fold
 
 # code -> how staff write it (first word, case and å/ø folded) and how it reads
 REASONS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -36,22 +36,20 @@ class CloseReason:
         return REASONS[self.code][1]
 
 
-def _fold(word: str) -> str:
-    word = word.lower().replace("ø", "o").replace("æ", "ae").replace("å", "a")
-    return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode().strip(".,:;")
-
-
 def parse_close_reason(text: str) -> CloseReason:
     """``flyttet``, ``prøvetiden er ute``, ``annet: …``; the rest is the comment."""
     words = text.strip().split(maxsplit=1)
     if not words:
         raise TransitionError(_usage())
-    first = _fold(words[0])
+    first = fold(words[0]).strip(".,:;").lower()
     code = next((c for c, (spellings, _) in REASONS.items() if first in spellings), None)
     if code is None:
         raise TransitionError(_usage())
     comment = words[1].strip(" ,:;-") if len(words) > 1 else ""
-    if code == "provetid_ute" and _fold(comment.split(maxsplit=1)[0] if comment else "") in ("er", "ute"):
+    if code == "provetid_ute" and fold(comment.split(maxsplit=1)[0] if comment else "").lower() in (
+        "er",
+        "ute",
+    ):
         comment = ""  # "prøvetiden er ute" is the reason itself, not a comment
     if has_identity_shaped(comment):
         raise TransitionError(

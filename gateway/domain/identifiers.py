@@ -125,9 +125,7 @@ def find_identity_numbers(text: str) -> list[str]:
 # free text, staff free text). Letters around it do not protect it: an eleven-digit run
 # inside a hash is masked too, which costs a log reader less than a leak would.
 _SPACE = r"[ \t\u00a0]?"
-IDENTITY_SHAPED = (
-    rf"(?<!\d)\d\d(?:[.\-]\d\d[.\-]|\d\d)\d\d{_SPACE}[.\-]?{_SPACE}\d{{5}}(?!\d)"
-)
+IDENTITY_SHAPED = rf"(?<!\d)\d\d(?:[.\-]\d\d[.\-]|\d\d)\d\d{_SPACE}[.\-]?{_SPACE}\d{{5}}(?!\d)"
 _IDENTITY_SHAPED = re.compile(IDENTITY_SHAPED)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date, time
@@ -26,6 +25,7 @@ from gateway.domain.closing import parse_close_reason
 from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
 from gateway.domain.identifiers import has_identity_shaped
 from gateway.domain.lifecycle import AlreadyRecorded, TransitionError
+from gateway.domain.words import fold
 from gateway.messages.mail import MailContent
 from gateway.messages.results import CASE_TAG, IntakeResult
 from gateway.models import Case, InboundMessage
@@ -48,7 +48,7 @@ VERBS = (
     "help",
 )
 
-# Longest phrases first so "IKKE MØTT" wins over "MØTT". Keys are normalised (see _norm).
+# Longest phrases first so "IKKE MØTT" wins over "MØTT". Keys are folded (gateway.domain.words.fold).
 _PHRASES: list[tuple[str, str]] = sorted(
     [
         ("INNKALT", "summoned"),
@@ -88,15 +88,9 @@ class Command:
     reason: str | None = None
 
 
-def _norm(text: str) -> str:
-    """Upper-case, ø/æ/å folded, so MØTT, Møtt, MOTT and MOETT all match."""
-    text = text.upper().replace("Ø", "O").replace("OE", "O").replace("Æ", "AE").replace("Å", "A")
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-
-
 def parse_command(line: str, today: date) -> Command:
     words = line.strip().split()
-    normed = [_norm(w) for w in words]
+    normed = [fold(w) for w in words]
     for phrase, verb in _PHRASES:
         n = len(phrase.split())
         if " ".join(normed[:n]) == phrase:
@@ -118,7 +112,7 @@ def _arguments(verb: str, rest: list[str], today: date) -> Command:
                     raise
                 on, rest = parse_staff_date(" ".join(rest[:2]), today), rest[2:]  # "i morgen"
             at = None
-            if len(rest) > 1 and _norm(rest[0]).rstrip(".") == "KL":
+            if len(rest) > 1 and fold(rest[0]).rstrip(".") == "KL":
                 at, rest = parse_staff_time("kl " + rest[1]), rest[2:]
             elif rest and _TIME.match(rest[0]):
                 at, rest = parse_staff_time(rest[0]), rest[1:]
@@ -225,7 +219,7 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         body = render(
             "help.txt.j2",
             error=None
-            if _norm(line).startswith(("HJELP", "HELP"))
+            if fold(line).startswith(("HJELP", "HELP"))
             else "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].",
         )
         reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
