@@ -87,8 +87,11 @@ class RawMessage:
 class CursorStore(Protocol):
     """Durable per-channel position (watermark, delta link, UIDVALIDITY/UID).
 
-    Values written with ``set`` are committed together with the messages the channel
-    yielded before the call, so a crash never moves a cursor past unprocessed mail.
+    ``set`` commits at once. The core reads ahead: it asks for up to one batch of
+    items (``gateway.intake.batch``) before it commits them, so a channel moves a
+    cursor only past items it has been asked to ``acknowledge`` (which happens after
+    their commit), never past items it merely yielded. Then a crash never moves a
+    cursor past unprocessed mail.
     """
 
     def get(self, key: str) -> str | None: ...
@@ -100,8 +103,9 @@ class CursorStore(Protocol):
 class InboundChannel(Protocol):
     """A source of police orders and staff mail.
 
-    ``poll`` yields new items; the core commits each one and only then calls
-    ``acknowledge`` (delete, move or mark at the source). An item that is yielded
+    ``poll`` yields new items; the core commits them (in batches) and only then calls
+    ``acknowledge`` for each (delete, move or mark at the source), in the order they
+    were yielded. An item that is yielded
     again after a crash is recognised by its ``external_id`` and recorded as a
     duplicate, so a channel may err on the side of delivering twice.
     """

@@ -90,15 +90,41 @@ class StopAfter:
 # Polls ---------------------------------------------------------------------------------
 
 
-def test_a_stop_ends_the_poll_after_the_message_in_hand(gwd: Gateway) -> None:
+def test_a_stop_ends_the_poll_after_the_message_in_hand(
+    gwd: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.intake import batch
+
+    drop_orders(gwd, 5)
+    stop = threading.Event()
+    judged = 0
+    take_in = batch.take_in
+
+    def take_in_then_stop(*args: Any) -> Any:
+        nonlocal judged
+        result = take_in(*args)
+        judged += 1
+        if judged == 2:
+            stop.set()  # SIGTERM while the second order of the batch is being judged
+        return result
+
+    monkeypatch.setattr(batch, "take_in", take_in_then_stop)
+    result = daemon.poll_channel(gwd, gwd.channel("spool"), daemon.CycleReport(), stop=stop)
+    assert (result.result, result.taken) == ("stopped", 2)
+    assert len(list(inbox(gwd).glob("*.xml"))) == 3  # not reached: still at the source
+    assert count(gwd, InboundMessage) == 2  # every message judged is committed
+    assert count(gwd, IntakeAttempt) == 0  # and none is left counted as a crash suspect
+
+
+def test_a_stop_after_the_commit_still_acknowledges_what_was_committed(gwd: Gateway) -> None:
     drop_orders(gwd, 5)
     stop = threading.Event()
     channel = StopAfter(gwd.channel("spool"), stop, 2)
     result = daemon.poll_channel(gwd, channel, daemon.CycleReport(), stop=stop)  # type: ignore[arg-type]
-    assert (result.result, result.taken) == ("stopped", 2)
-    assert len(list(inbox(gwd).glob("*.xml"))) == 3  # not taken: still at the source
-    assert count(gwd, InboundMessage) == 2  # every message taken in is committed
-    assert count(gwd, IntakeAttempt) == 0  # and none was left half-judged
+    assert (result.result, result.taken) == ("stopped", 5)  # one batch: committed, so acknowledged
+    assert not list(inbox(gwd).glob("*.xml"))
+    assert count(gwd, InboundMessage) == 5
+    assert count(gwd, IntakeAttempt) == 0
 
 
 def test_every_poll_leaves_one_line_with_its_fields(gwd: Gateway, caplog: pytest.LogCaptureFixture) -> None:

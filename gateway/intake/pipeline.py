@@ -48,38 +48,47 @@ def process(gw: Gateway, message: RawMessage) -> IntakeResult:
     source and is taken on a later poll, with one log line a minute, not one per
     message.
     """
-    where = (message.channel, _short(message.external_id))
+    where = (message.channel, short_id(message.external_id))
     try:
         attempts = _record_attempt(gw, message)
     except Exception as exc:
-        return _storage_trouble(exc, where)
+        return storage_trouble(exc, where)
     if attempts > gw.settings.gateway.max_intake_attempts:
         log.error("intake %s/%s: crashed the gateway %d times; quarantining", *where, attempts - 1)
         return _quarantine_after_crash(gw, message, f"crashed the gateway {attempts - 1} times")
     try:
         with gw.session() as session:
-            result = _process(gw, session, message)
-            _clear_attempt(session, message)
+            result = take_in(gw, session, message)
+            clear_attempt(session, message)
     except IntegrityError:
         # Most likely a concurrent instance took the same message first. Only call it a
         # duplicate if that message really is stored; otherwise leave it at its source
         # (outcome "error" is not acknowledged) and take it again on the next poll.
         with gw.session() as session:
             if _find_inbound(session, message) is not None:
-                _clear_attempt(session, message)
+                clear_attempt(session, message)
                 log.info("intake %s/%s: taken in by another instance; no-op", *where)
                 return IntakeResult("duplicate")
         log.warning("intake %s/%s: conflict with a concurrent change; will retry", *where)
         return IntakeResult("error", reason="database conflict; retried on the next poll")
     except Exception as exc:
         if db.is_storage_full(exc) or db.is_read_only(exc):
-            return _storage_trouble(exc, where)
+            return storage_trouble(exc, where)
         log.exception("intake %s/%s: internal error; quarantining", *where)
         return _quarantine_after_crash(
             gw, message, f"internal error ({type(exc).__name__}); see the daemon log"
         )
-    log.info("intake %s/%s: %s", *where, result.describe())
+    log_result(message, result)
     return result
+
+
+def log_result(message: RawMessage, result: IntakeResult) -> None:
+    """The one line per message an operator greps for: ``intake <channel>/<id>: <outcome> …``."""
+    fields = {"channel": message.channel, "outcome": result.outcome}
+    if result.case_number:
+        fields["case"] = result.case_number
+    where = (message.channel, short_id(message.external_id))
+    log.info("intake %s/%s: %s", *where, result.describe(), extra=fields)
 
 
 _STORAGE_REASONS = ("storage full", "database not writable")
@@ -90,7 +99,7 @@ def is_storage_trouble(result: IntakeResult) -> bool:
     return result.outcome == "error" and (result.reason or "").startswith(_STORAGE_REASONS)
 
 
-def _storage_trouble(exc: Exception, where: tuple[str, str]) -> IntakeResult:
+def storage_trouble(exc: Exception, where: tuple[str, str]) -> IntakeResult:
     """Storage full or read-only: one clear line a minute; the message waits at its source."""
     global _last_storage_log
     full = db.is_storage_full(exc)
@@ -141,7 +150,8 @@ def _record_attempt(gw: Gateway, message: RawMessage) -> int:
             return 1 if attempts is None else int(attempts)
 
 
-def _clear_attempt(session: Session, message: RawMessage) -> None:
+def clear_attempt(session: Session, message: RawMessage) -> None:
+    """The message was settled in this transaction: it is no longer a crash suspect."""
     session.execute(
         delete(IntakeAttempt).where(
             IntakeAttempt.channel == message.channel, IntakeAttempt.external_id == message.external_id
@@ -149,17 +159,18 @@ def _clear_attempt(session: Session, message: RawMessage) -> None:
     )
 
 
-def _short(external_id: str) -> str:
+def short_id(external_id: str) -> str:
     return external_id[:24]
 
 
-def _process(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult:
+def take_in(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult:
+    """Store and judge one message in ``session`` (the caller commits)."""
     existing = _find_inbound(session, message)
     if existing is not None:
         log.info(
             "intake %s/%s: already taken in (%s); no-op",
             message.channel,
-            _short(message.external_id),
+            short_id(message.external_id),
             existing.outcome,
         )
         return IntakeResult("duplicate", reason=f"already received as message {existing.id}")
@@ -212,13 +223,13 @@ def _quarantine_after_crash(gw: Gateway, message: RawMessage, reason: str) -> In
             inbound = _new_inbound(gw, message, "quarantined", reason)
             session.add(inbound)
             session.flush()
-            _clear_attempt(session, message)
+            clear_attempt(session, message)
             return quarantine(gw, session, inbound, reason)
     except Exception:
         log.exception(
             "intake %s/%s: could not even quarantine; will retry on next poll",
             message.channel,
-            _short(message.external_id),
+            short_id(message.external_id),
         )
         return IntakeResult("error", reason=reason)
 
