@@ -54,13 +54,16 @@ import sqlalchemy  # noqa: E402
 from lxml import etree  # noqa: E402
 from sqlalchemy import event, func, insert, select  # noqa: E402
 
+from connectors.spool.inbox import drop_file  # noqa: E402
 from gateway.app import open_gateway  # noqa: E402
 from gateway.clock import OSLO, SimulatedClock, local_today  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.context import Gateway  # noqa: E402
+from gateway.intake import batch  # noqa: E402
 from gateway.intake import pipeline as intake  # noqa: E402
 from gateway.messages.orders import parse_order  # noqa: E402
 from gateway.models import Case, Meeting, Notice, OrderRecord, Summons, Unit  # noqa: E402
+from gateway.ops import steps  # noqa: E402
 from gateway.ports import RawMessage  # noqa: E402
 from gateway.privacy import Cipher  # noqa: E402
 from gateway.staff import digest, reminders  # noqa: E402
@@ -343,6 +346,107 @@ def bench_intake(report: Report, n: int, repeats: int, base: Path | None) -> Non
         f"{1000 * each(parts.seconds):.1f} ms: {each(parts.statements):.0f} SQL statements, "
         f"{each(parts.commits):.0f} commit(s) taking {1000 * each(parts.commit_seconds):.1f} ms, "
         f"{each(parts.crypto_calls):.0f} Fernet calls taking {1000 * each(parts.crypto_seconds):.2f} ms",
+    )
+
+
+# a2. A backlog through the spool channel ---------------------------------------------
+
+
+@dataclass
+class BacklogRun:
+    directory: contextlib.ExitStack
+    gw: Gateway
+    inbox: Path
+    count: int
+
+    def close(self) -> None:
+        self.gw.close()
+        self.directory.close()
+
+
+def backlog_setup(orders: list[bytes], base: Path | None) -> Callable[[], BacklogRun]:
+    """A migrated site whose spool inbox holds ``orders`` as files (dropped, untimed)."""
+
+    def setup() -> BacklogRun:
+        stack = contextlib.ExitStack()
+        directory = stack.enter_context(scratch(base))
+        gw = open_gateway(load_settings(write_config(directory)), clock=SimulatedClock(NOW), migrate=True)
+        inbox = Path(gw.channel("spool").inbox)
+        for i, data in enumerate(orders):
+            drop_file(inbox, f"ordre-{i:05d}.xml", data)
+        return BacklogRun(stack, gw, inbox, len(orders))
+
+    return setup
+
+
+def backlog_work(run: BacklogRun) -> None:
+    """Poll the spool channel until its inbox is empty: read, take in, commit, acknowledge."""
+    channel = run.gw.channel("spool")
+    taken = 0
+    for _ in range(10):
+        taken += steps.poll_channel(run.gw, channel, steps.CycleReport()).taken
+        if taken >= run.count:
+            break
+    assert taken == run.count, (taken, run.count)
+    assert not any(run.inbox.glob("*.xml"))
+
+
+@dataclass
+class FloorFiles:
+    floor: FloorRun
+    folder: Path
+
+    def close(self) -> None:
+        self.floor.close()
+
+
+def backlog_floor_setup(orders: list[bytes], base: Path | None) -> Callable[[], FloorFiles]:
+    """The floor's table, and the same orders as files in a folder beside it."""
+    plain = floor_setup(orders, base)
+
+    def setup() -> FloorFiles:
+        run = plain()
+        folder = Path(run.conn.execute("PRAGMA database_list").fetchone()[2]).parent / "inbox"
+        folder.mkdir()
+        for i, data in enumerate(orders):
+            (folder / f"ordre-{i:05d}.xml").write_bytes(data)
+        return FloorFiles(run, folder)
+
+    return setup
+
+
+def backlog_floor_work(run: FloorFiles) -> None:
+    """The floor with the files: read each file back, then parse, validate, one executemany."""
+    run.floor.orders = [path.read_bytes() for path in sorted(run.folder.iterdir())]
+    floor_work(run.floor)
+
+
+def bench_backlog(report: Report, n: int, repeats: int, base: Path | None) -> None:
+    section = f"a2. a backlog of {n:,} orders through the spool channel, SQLite file"
+    orders = make_orders(n)
+    real = median_time(repeats, backlog_setup(orders, base), backlog_work)
+    floor = median_time(repeats, backlog_floor_setup(orders, base), backlog_floor_work)
+    plain_batch = batch.MAX_MESSAGES
+    batch.MAX_MESSAGES = 1  # what the gateway did before batches: a transaction per message
+    try:
+        single = median_time(max(1, repeats // 2), backlog_setup(orders, base), backlog_work)
+    finally:
+        batch.MAX_MESSAGES = plain_batch
+    report.add(
+        section,
+        "real poll (scan, read, intake in batches, commit, acknowledge)",
+        f"{n / real:,.0f} orders/s ({real:.1f} s in all, {1000 * real / n:.2f} ms each)",
+    )
+    report.add(
+        section,
+        "floor (read the files, lxml parse + XSD, one executemany)",
+        f"{n / floor:,.0f} orders/s ({floor:.2f} s in all)",
+    )
+    report.add(section, "ratio real / floor", f"{real / floor:,.1f}x")
+    report.add(
+        section,
+        "diagnostic: the same poll, one transaction per message",
+        f"{n / single:,.0f} orders/s ({single:.1f} s; batches are {single / real:.1f}x faster)",
     )
 
 
@@ -706,6 +810,9 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--orders", type=int, default=200, help="orders per intake run (default 200)")
+    parser.add_argument(
+        "--backlog", type=int, default=2000, help="orders in the spool backlog of part a2; 0 skips it"
+    )
     parser.add_argument("--cases", type=int, default=100_000, help="open cases for the reminder run")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle window; 0 skips part c")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after ready before sampling")
@@ -718,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: {machine()}", file=sys.stderr)
     if args.orders > 0:
         bench_intake(report, args.orders, args.repeats, args.dir)
+    if args.backlog > 0:
+        bench_backlog(report, args.backlog, max(1, min(args.repeats, 3)), args.dir)
     if args.cases > 0:
         bench_reminders(report, args.cases, args.repeats, args.dir)
     if args.idle_seconds > 0:

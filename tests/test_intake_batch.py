@@ -209,3 +209,18 @@ def test_a_message_that_kills_a_batch_is_quarantined_and_the_innocent_are_taken(
         assert not list(folder.glob("*.xml"))  # everything taken, so acknowledged
     finally:
         gw.close()
+
+
+def test_a_poll_carries_what_a_batch_did_not_reach_in_time_into_the_next(
+    gw_sqlite: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = gw_sqlite
+    monkeypatch.setattr(batch, "MAX_SECONDS", 0.0)  # a slow machine: one message per batch fits
+    monkeypatch.setattr(batch, "MAX_MESSAGES", 4)
+    folder = Path(gw.channel("spool").inbox)
+    for i, data in enumerate(orders(9)):
+        drop_file(folder, f"ordre-{i}.xml", data)
+    result = steps.poll_channel(gw, gw.channel("spool"), steps.CycleReport())
+    assert (result.result, result.taken) == ("ok", 9)  # one poll empties the backlog
+    assert not list(folder.glob("*.xml"))
+    assert count(gw, Case) == 9 and count(gw, IntakeAttempt) == 0

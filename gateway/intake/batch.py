@@ -21,7 +21,8 @@ those fsyncs. A batch pays two commits in all. The guarantees stay those of
   behind it are taken in, and not counted as crashes they did not cause.
 - *A signal ends it soon.* ``stop`` (and ``MAX_SECONDS``) end the batch before the
   next message: what was judged is committed, the rest have their attempt rows
-  removed in the same commit and stay at their source.
+  removed in the same commit and are left untouched (at their source after a stop,
+  in the next batch after ``MAX_SECONDS``).
 
 If the batch as a whole cannot commit, every message of it falls back to the
 one-message path, so a batch is only ever an optimisation.
@@ -59,7 +60,8 @@ MAX_MESSAGES = 100
 """Messages per batch: enough to share the fsyncs, few enough that a batch is short."""
 
 MAX_BYTES = 16 * 1024 * 1024
-"""Content per batch; a larger message forms a batch of its own."""
+"""Content per batch: a batch is closed once it holds this much (so it may hold one
+message more, and a larger message is a batch of its own)."""
 
 MAX_SECONDS = 2.0
 """Judging time per batch. On SQLite the batch holds the write lock that long at most

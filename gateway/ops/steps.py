@@ -112,11 +112,12 @@ def poll_channel(
     try:
         messages = channel.poll(DbCursorStore(gw, channel.name))
         try:
-            for chunk in _batches(messages, stop):
+            batches = _Batches(messages, stop)
+            for chunk in batches:
                 judged_all = batch.process_batch(gw, chunk, stop=stop)
                 for message, judged in zip(chunk, judged_all, strict=True):
                     if judged is None:
-                        result = "stopped"  # not reached: stays at its source
+                        batches.carry(message)  # not reached in time: the next batch takes it
                         continue
                     report.outcomes.append(judged.outcome)
                     outcomes[judged.outcome] += 1
@@ -130,7 +131,6 @@ def poll_channel(
                     taken += 1
                     _acknowledge(channel, message)
                 if result != "ok" or (stop is not None and stop.is_set()):
-                    result = "stopped" if result == "ok" else result
                     break  # storage: the rest would fail the same way; stop: as asked
         finally:
             _close(messages)
@@ -159,26 +159,35 @@ def poll_channel(
     return PollResult(channel.name, result, taken, errors, seconds, dict(outcomes))
 
 
-def _batches(messages: Iterator[RawMessage], stop: threading.Event | None) -> Iterator[list[RawMessage]]:
+class _Batches:
     """The channel's messages in batches for ``batch.process_batch``, bounded by count and size.
 
     Reading ahead is bounded too: a channel reads a message's content when it is asked
-    for it, so at most one batch of content is in memory at a time.
+    for it, so about one batch of content (``batch.MAX_BYTES`` plus one message) is in
+    memory at a time. Messages a batch did not reach in its time are ``carry``-ed into
+    the next one.
     """
-    chunk: list[RawMessage] = []
-    size = 0
-    for message in messages:
-        if stop is not None and stop.is_set():
-            break
-        if chunk and (len(chunk) >= batch.MAX_MESSAGES or size + len(message.content) > batch.MAX_BYTES):
-            yield chunk
-            chunk, size = [], 0
-            if stop is not None and stop.is_set():
+
+    def __init__(self, messages: Iterator[RawMessage], stop: threading.Event | None) -> None:
+        self._source, self._stop = messages, stop
+        self._carried: list[RawMessage] = []
+
+    def carry(self, message: RawMessage) -> None:
+        self._carried.append(message)
+
+    def __iter__(self) -> Iterator[list[RawMessage]]:
+        while not (self._stop is not None and self._stop.is_set()):
+            chunk, self._carried = self._carried, []
+            size = sum(len(m.content) for m in chunk)
+            if len(chunk) < batch.MAX_MESSAGES and size < batch.MAX_BYTES:
+                for message in self._source:
+                    chunk.append(message)
+                    size += len(message.content)
+                    if len(chunk) >= batch.MAX_MESSAGES or size >= batch.MAX_BYTES:
+                        break
+            if not chunk or (self._stop is not None and self._stop.is_set()):
                 return
-        chunk.append(message)
-        size += len(message.content)
-    if chunk and not (stop is not None and stop.is_set()):
-        yield chunk
+            yield chunk
 
 
 def _acknowledge(channel: InboundChannel, message: RawMessage) -> None:
