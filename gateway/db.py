@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -103,9 +103,18 @@ def drop_after_commit(session: Session, mark: int) -> None:
     del session.info.get(_AFTER_COMMIT, [])[mark:]
 
 
-def log_after_commit(session: Session, logger: logging.Logger, level: int, msg: str, *args: object) -> None:
-    """A log line about a change, written only if the change was committed."""
-    after_commit(session, lambda: logger.log(level, msg, *args))
+def log_after_commit(
+    session: Session,
+    logger: logging.Logger,
+    level: int,
+    msg: str,
+    *args: object,
+    extra: Mapping[str, object] | None = None,
+) -> None:
+    """A log line about a change, written only if the change was committed.
+
+    ``extra`` holds the line's operator fields (``gateway.privacy.LOG_FIELDS``)."""
+    after_commit(session, lambda: logger.log(level, msg, *args, extra=extra))
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
