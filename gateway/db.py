@@ -201,9 +201,18 @@ class _WithoutForeignKeys:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-    from alembic import command
+    """Bring the schema to the newest revision (idempotent).
 
+    A database newer than this version is refused with Alembic's ``CommandError``
+    (the daemon's exit 65) and a sentence saying so, not "Can't locate revision".
+    """
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        plan_migration(engine)
+    except SchemaError as exc:
+        raise CommandError(str(exc)) from exc
     command.upgrade(_alembic_config(engine), "head")
 
 

@@ -29,6 +29,7 @@ from gateway.delivery import outbox
 from gateway.domain.closing import parse_close_reason
 from gateway.intake import pipeline as intake
 from gateway.models import Base, Case, CaseStatistic, Cursor, IntakeAttempt, Lease, OutboxItem
+from gateway.ops import exitcodes
 from gateway.ports import RawMessage
 from gateway.staff import reminders
 from gateway.staff.commands import Command, perform
@@ -288,6 +289,9 @@ def test_unknown_revisions_base_and_a_newer_database_exit_2(
     assert "Traceback" not in newer.stderr
     shown = _russak(clock, config, "migrate", "--show")
     assert shown.returncode == 0 and shown.stdout.startswith("database schema: 0099 (newer than this version")
+    daemon = _russak(clock, config, "run")  # migrates on start: refused, and systemd does not restart it
+    assert daemon.returncode == exitcodes.EXIT_SCHEMA
+    assert daemon.stderr.startswith("russak: the database schema 0099 is newer than this version (head 0003)")
 
 
 def test_sqlite_migrations_leave_foreign_keys_on(tmp_path: Path) -> None:
