@@ -367,7 +367,14 @@ def test_migrate_says_what_it_did(cfg: Path, russak: Russak) -> None:
     assert russak(cfg, "migrate").stdout.strip() == "database schema already current (0003)"
     (cfg.parent / "russak.db").unlink()
     fresh = json.loads(russak(cfg, "migrate", "--json").stdout)
-    assert fresh == {"migrated": True, "from": None, "to": "0003", "head": "0003"}
+    assert fresh == {
+        "migrated": True,
+        "from": None,
+        "to": "0003",
+        "head": "0003",
+        "direction": "upgrade",
+        "undone": [],
+    }
 
 
 def test_the_daemon_ends_with_the_codes_systemd_is_told_about(cfg: Path, russak: Russak) -> None:

@@ -4,6 +4,7 @@ real handler ``configure_logging`` installs on a real stream, file or pseudo-ter
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -16,9 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from gateway.clock import SimulatedClock, local_today
+from gateway.context import Gateway
+from gateway.delivery import outbox
+from gateway.intake import pipeline as intake
+from gateway.models import OutboxItem
+from gateway.ports import PermanentError, RawMessage, TransientError
 from gateway.privacy import MASK, JournalFormatter, JsonFormatter, TextFormatter, configure_logging
 from gateway.privacy import logs as privacy_logs
+from gateway.staff import reminders
 from tests import factories
 
 FNR = factories.fnr()
@@ -283,3 +292,88 @@ def test_level_names_in_any_case(monkeypatch: pytest.MonkeyPatch, name: str, lev
 def test_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("LOUD")
+
+
+# --- the routine's lines, from a real gateway ------------------------------------------
+
+
+def _lines(stream: io.StringIO, prefix: str) -> list[dict[str, Any]]:
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [e for e in entries if e["message"].startswith(prefix)]
+
+
+def _take(gw: Gateway, data: bytes, kind: str = "email") -> str:
+    external = "sha256:" + hashlib.sha256(data).hexdigest()
+    return intake.process(gw, RawMessage("spool", external, data, kind, gw.clock.now())).outcome  # type: ignore[arg-type]
+
+
+def test_every_send_attempt_command_reminder_and_digest_leaves_a_line_with_its_fields(
+    monkeypatch: pytest.MonkeyPatch, gw: Gateway, clock: SimulatedClock
+) -> None:
+    """What the operator greps for (docs/operations-reference.md, "The routine log
+    lines"), as JSON keys; and no identity number, name, place or staff address."""
+    stream = json_stderr(monkeypatch)
+    configure_logging("INFO")
+    assert _take(gw, factories.order_xml(national_id=FNR, last_name="Særnavnsen"), "xml") == "case"
+    number = f"RUS-{local_today(clock.now()).year}-0001"
+    tomorrow = gw.calendar.add_working_days(local_today(clock.now()), 1)
+    booking = f"INNKALT {tomorrow:%d.%m.%Y} 10:00 Hemmeligveien 7"
+    assert _take(gw, factories.mail(subject=f"[{number}] Re: Ny sak", body=booking)) == "command"
+    assert _take(gw, factories.mail(subject=f"[{number}] Re: Ny sak", body="FROBNISER")) == "command"
+    report = reminders.tick(gw)
+    assert report.reminders and report.digests
+
+    (command,) = _lines(stream, f"command on {number}: summoned, reply outbox ")
+    assert (command["case"], command["outcome"]) == (number, "summoned")
+    assert command["message"] == f"command on {number}: summoned, reply outbox {command['outbox_id']}"
+    (rejected,) = _lines(stream, f"command on {number}: rejected (CommandError), reply outbox ")
+    assert rejected["outcome"] == "rejected" and rejected["case"] == number
+    (changed,) = _lines(stream, f"case {number}: summoned by staff -> summoned")
+    assert (changed["case"], changed["outcome"]) == (number, "summoned")
+    (opened,) = _lines(stream, f"case {number} opened for unit testdal")
+    assert (opened["case"], opened["outcome"]) == (number, "opened")
+    (reminder,) = _lines(stream, f"reminder meeting-next-day for {number}: outbox ")
+    assert (reminder["case"], reminder["outcome"]) == (number, "enqueued")
+    assert isinstance(reminder["outbox_id"], int)
+    (digest,) = _lines(stream, f"digest for unit testdal, {local_today(clock.now())}: outbox ")
+    assert digest["outcome"] == "enqueued" and "case" not in digest
+
+    spool = gw.channel("spool")
+    real_send = spool.send
+    failures = iter([TransientError("spool: writing mail failed (ENOSPC)"), PermanentError("spool: EACCES")])
+    spool.send = lambda message: (_ for _ in ()).throw(next(failures))  # type: ignore[method-assign]
+    assert outbox.dispatch_due(gw, limit=1).retried == 1
+    assert outbox.dispatch_due(gw, limit=1).dead == 1
+    spool.send = real_send  # type: ignore[method-assign]
+    with gw.session() as s:
+        waiting = s.scalars(select(OutboxItem).where(OutboxItem.status == "pending")).first()
+        assert waiting is not None
+        waiting.payload = None  # nothing left to send: the row is cancelled when claimed
+    stats = outbox.dispatch_due(gw)
+    assert stats.sent and stats.cancelled == 1
+
+    (retried,) = [e for e in _lines(stream, "outbox ") if "transient" in e["message"]]
+    assert (retried["level"], retried["outcome"], retried["attempt"]) == ("WARNING", "retried", 1)
+    (dead,) = [e for e in _lines(stream, "outbox ") if "dead letter" in e["message"]]
+    assert (dead["level"], dead["outcome"]) == ("ERROR", "dead")
+    (cancelled,) = [
+        e for e in _lines(stream, "outbox ") if e["message"].endswith("cancelled: no longer to be sent")
+    ]
+    assert cancelled["outcome"] == "cancelled" and "duration_ms" not in cancelled
+    sent = [e for e in _lines(stream, "outbox ") if " delivered via spool" in e["message"]]
+    assert len(sent) == stats.sent
+    for entry in [retried, dead, *sent]:
+        assert {"channel", "outbox_id", "attempt", "duration_ms", "outcome"} <= set(entry), entry
+        assert entry["channel"] == "spool" and isinstance(entry["duration_ms"], int)
+    for entry in sent:
+        assert entry["outcome"] == "sent"
+        assert entry["message"] == (
+            f"outbox {entry['outbox_id']} ({entry['message'].split('(')[1].split(')')[0]}) delivered via "
+            f"spool, attempt {entry['attempt']}, {entry['duration_ms']} ms"
+        )
+    assert any(e.get("case") == number for e in sent)  # the case's alert, reply and reminder
+
+    out = stream.getvalue()
+    assert_no_number(out)
+    for private in ("Særnavnsen", "Hemmeligveien", factories.STAFF, "FROBNISER"):
+        assert private not in out, private

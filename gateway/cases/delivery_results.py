@@ -43,7 +43,12 @@ def notice_may_go(gw: Gateway, session: Session, item: OutboxItem) -> bool:
             lifecycle.settle(facts).facts if facts.status not in lifecycle.ENDED else facts,
             gw.clock.now(),
         )
-        log.warning("case %s: notice %s no longer reportable; cancelled", case.number, notice.message_id)
+        log.warning(
+            "case %s: notice %s no longer reportable; cancelled",
+            case.number,
+            notice.message_id,
+            extra={"case": case.number, "outbox_id": item.id, "outcome": "cancelled"},
+        )
         audit(
             gw,
             session,
@@ -73,7 +78,12 @@ def notice_delivered(gw: Gateway, session: Session, notice: Notice, receipt: str
             gw.clock.now(),
         )
         audit(gw, session, "system:outbox", "notice_delivered_after_change", case, receipt)
-        log.warning("case %s: notice %s was delivered after the case changed", case.number, notice.message_id)
+        log.warning(
+            "case %s: notice %s was delivered after the case changed",
+            case.number,
+            notice.message_id,
+            extra={"case": case.number, "outcome": "sent"},
+        )
     gw.emit(session, NoticeSent(case, notice))
 
 

@@ -139,6 +139,7 @@ def open_case_from_order(gw: Gateway, session: Session, order: Order, unit: Unit
         case.number,
         unit.code,
         order.order_id,
+        extra={"case": case.number, "outcome": "opened"},
     )
     gw.emit(session, CaseOpened(case))
     _warn_same_person(gw, session, case)

@@ -58,6 +58,7 @@ def apply_event(
         _snake(name),
         _actor_kind(actor),
         case.status,
+        extra={"case": case.number, "outcome": case.status},
     )
     return transition
 
@@ -108,6 +109,7 @@ def _cancel_notices(gw: Gateway, session: Session, case: Case, reason: str) -> N
                 case.number,
                 notice.message_id,
                 reason,
+                extra={"case": case.number, "outcome": "cancelled"},
             )
 
 

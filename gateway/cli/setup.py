@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gateway.cli import Context, Failure, guarded, pass_ctx
+from gateway.cli import Context, Failure, UsageFailure, guarded, pass_ctx
 from gateway.cli.output import dump, when
 
 
@@ -49,36 +50,125 @@ def init(
 
 
 @click.command()
+@click.option("--to", "target", metavar="REVISION", help="Go up or down to this revision (default: head).")
+@click.option(
+    "--show", is_flag=True, help="Print the database's and this version's revision; change nothing."
+)
+@click.option("--yes", is_flag=True, help="Carry out a downgrade (it drops what the newer revisions added).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 @guarded
-def migrate(ctx: Context, as_json: bool) -> None:
+def migrate(ctx: Context, target: str | None, show: bool, yes: bool, as_json: bool) -> None:
     """Create or upgrade the database schema.
 
     Says which revision the database had and which it has now, or that it was
-    already current. Stop every daemon first when upgrading.
+    already current. --to REVISION goes up or down to that revision: a downgrade
+    prints what it undoes and loses, and is carried out only with --yes. --show
+    prints the database's revision and this version's, and changes nothing. Any
+    change is refused (exit 1) while a gateway holds the database: stop every
+    daemon first. A revision this version does not know, or a database newer than
+    this version, exits 2.
     """
     from gateway import db
-    from gateway.ops.status import schema_revisions
 
-    settings = ctx.settings()
-    engine = db.make_engine(settings.database_url())
+    engine = db.make_engine(ctx.settings().database_url())
     try:
-        before, _ = schema_revisions(engine)
+        if show:
+            _show_revisions(db.current_revision(engine), as_json)
+            return
+        try:
+            plan = db.plan_migration(engine, target or "head")
+        except db.SchemaError as exc:
+            raise UsageFailure(str(exc)) from exc
+        if plan.direction != "none":
+            _refuse_while_held(ctx, engine)
+        undone = [
+            {"revision": r.id, "doc": r.doc, "loses": db.DOWNGRADE_LOSES[r.id]}
+            for r in plan.steps
+            if plan.direction == "downgrade"
+        ]
+        report: dict[str, Any] = {"migrated": plan.direction != "none", "from": plan.current}
+        report |= {"to": plan.target, "head": plan.head, "direction": plan.direction, "undone": undone}
+        if plan.direction == "downgrade":
+            _confirm_downgrade(plan, report, as_json, yes)
+        if plan.target != plan.head:
+            db.migrate_to(engine, plan.target)
     finally:
         engine.dispose()
-    gw = ctx.gateway(migrate=True)
-    try:
-        after, head = schema_revisions(gw.engine)
-    finally:
-        gw.close()
-    migrated = before != after
+    if plan.target == plan.head:
+        ctx.gateway(migrate=True).close()  # upgrades, and checks the key file belongs to the database
     if as_json:
-        dump({"migrated": migrated, "from": before, "to": after, "head": head})
-    elif migrated:
-        click.echo(f"database schema migrated from {before or 'empty'} to {after}")
+        dump(report)
+    elif plan.direction == "downgrade":
+        click.echo(f"database schema downgraded from {plan.current} to {plan.target}")
+    elif plan.direction == "upgrade":
+        click.echo(f"database schema migrated from {plan.current or 'empty'} to {plan.target}")
+    elif plan.target == plan.head:
+        click.echo(f"database schema already current ({plan.target})")
     else:
-        click.echo(f"database schema already current ({after})")
+        click.echo(f"database schema already at {plan.target} (this version's head: {plan.head})")
+
+
+def _refuse_while_held(ctx: Context, engine: Any) -> None:
+    """Exit 1 while a live gateway holds a lease on the database (its instance or a poll)."""
+    from gateway import db
+    from gateway.clock import SystemClock
+    from gateway.context import host_name
+    from gateway.ops.status import owner_alive
+
+    this_process = f"{host_name()}:{os.getpid()}:"  # a run of this very process, not a daemon
+    for lease in db.leases_held(engine, (ctx.clock or SystemClock()).now()):
+        if owner_alive(lease.owner) and not lease.owner.startswith(this_process):
+            raise Failure(
+                f"a gateway holds this database ({lease.name} lease of {lease.owner}, until "
+                f"{when(lease.until)}); stop every daemon first (systemctl stop russak-gateway)"
+            )
+
+
+def _confirm_downgrade(plan: Any, report: dict[str, Any], as_json: bool, yes: bool) -> None:
+    """Say what the downgrade undoes and loses; without --yes, change nothing (exit 1)."""
+    if not as_json:
+        click.echo(f"database schema {plan.current}; downgrading to {plan.target} undoes:")
+        for step in report["undone"]:
+            click.echo(f"  {step['revision']}  {step['doc']}\n        loses: {step['loses']}")
+    if yes:
+        return
+    if as_json:
+        dump(report | {"migrated": False, "to": plan.current})
+    raise Failure(
+        f"downgrade from {plan.current} to {plan.target} not done: back up the database, "
+        "then run again with --yes"
+    )
+
+
+def _show_revisions(current: str | None, as_json: bool) -> None:
+    from gateway import db
+
+    revisions = db.known_revisions()
+    ids = [r.id for r in revisions]
+    applied = ids[: ids.index(current) + 1] if current in ids else []
+    if as_json:
+        dump(
+            {
+                "current": current,
+                "head": ids[-1],
+                "known": current is None or current in ids,
+                "revisions": [
+                    {"revision": r.id, "doc": r.doc, "applied": r.id in applied} for r in revisions
+                ],
+            }
+        )
+        return
+    if current is None:
+        state = "none (no schema yet: russak migrate creates it)"
+    elif current not in ids:
+        state = f"{current} (newer than this version: run the version that wrote it)"
+    else:
+        state = current + (" (current)" if current == ids[-1] else " (older: russak migrate upgrades it)")
+    click.echo(f"database schema: {state}")
+    click.echo(f"this version's schema (head): {ids[-1]}")
+    for r in revisions:
+        click.echo(f"  {r.id}  {'applied' if r.id in applied else 'not applied':<11}  {r.doc}")
 
 
 @click.command()

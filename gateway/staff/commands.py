@@ -5,6 +5,11 @@ Only addresses allow-listed for the case's unit are obeyed; anything else is log
 and ignored without a reply, so a forged or misdirected mail cannot trigger
 backscatter. Every obeyed mail gets an answer: a confirmation, or the error and the
 help text.
+
+Every command mail leaves one info line, once its transaction is committed, naming
+the case, what came of it and the outbox row of the reply (``command on
+RUS-2026-0042: send-notice, reply outbox 57``), with ``case``, ``outcome`` and
+``outbox_id`` as JSON fields: never the sender, the command's words or a place.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from sqlalchemy.orm import Session
 from gateway import cases
 from gateway.clock import local_today
 from gateway.context import Gateway
+from gateway.db import log_after_commit
 from gateway.domain import checks
 from gateway.domain.closing import parse_close_reason
 from gateway.domain.dates import DateParseError, parse_staff_date, parse_staff_time
@@ -28,7 +34,7 @@ from gateway.domain.lifecycle import AlreadyRecorded, TransitionError
 from gateway.domain.words import fold
 from gateway.messages.mail import MailContent
 from gateway.messages.results import CASE_TAG, IntakeResult
-from gateway.models import Case, InboundMessage
+from gateway.models import Case, InboundMessage, OutboxItem
 from gateway.privacy import redact
 from gateway.staff.mailer import reply
 from gateway.staff.sheet import render_sheet
@@ -222,7 +228,8 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
             if fold(line).startswith(("HJELP", "HELP"))
             else "Fant ikke saksnummer i emnefeltet, for eksempel [RUS-2026-0042].",
         )
-        reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
+        sent = reply(gw, session, key, mail.sender, "russak-gateway: hjelp", body, None, mail.message_id)
+        _log_command(session, None, "help", sent)
         return IntakeResult("command", reason="help sent")
     case = _case_for(gw, session, tag.group(1), mail.sender)
     if case is None:
@@ -230,19 +237,22 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         # so staff of one unit cannot learn which case numbers exist in another.
         shown = _shown_tag(tag.group(1))
         body = render("help.txt.j2", error=f"Fant ingen sak {shown} i din enhet.")
-        reply(gw, session, key, mail.sender, f"Feil: fant ingen sak {shown}", body, None, mail.message_id)
+        sent = reply(
+            gw, session, key, mail.sender, f"Feil: fant ingen sak {shown}", body, None, mail.message_id
+        )
+        _log_command(session, None, "unknown-case", sent)
         return IntakeResult("command", reason="unknown case")
     try:
         command = parse_command(line, today)
         confirmation = perform(gw, session, case, command, mail.sender)
     except AlreadyRecorded as exc:
         body = render_sheet(case, gw=gw, confirmation=f"Allerede registrert: {exc}")
-        reply(gw, session, key, mail.sender, "Allerede registrert", body, case, mail.message_id)
-        log.info("command on %s: already registered; nothing changed", case.number)
+        sent = reply(gw, session, key, mail.sender, "Allerede registrert", body, case, mail.message_id)
+        _log_command(session, case, "already-registered", sent)
         return IntakeResult("command", case.number, "already registered")
     except (CommandError, TransitionError) as exc:
         body = render("help.txt.j2", error=str(exc))
-        reply(
+        sent = reply(
             gw,
             session,
             key,
@@ -252,13 +262,13 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
             case,
             mail.message_id,
         )
-        log.info("command on %s rejected: %s", case.number, type(exc).__name__)
+        _log_command(session, case, "rejected", sent, f" ({type(exc).__name__})")
         return IntakeResult("command", case.number, "rejected")
     if command.verb == "help":
         body = render("help.txt.j2", error=None)
     else:
         body = render_sheet(case, gw=gw, confirmation=confirmation)
-    reply(
+    sent = reply(
         gw,
         session,
         key,
@@ -268,4 +278,20 @@ def handle(gw: Gateway, session: Session, mail: MailContent, inbound: InboundMes
         case,
         mail.message_id,
     )
+    _log_command(session, case, command.verb, sent)
     return IntakeResult("command", case.number, command.verb)
+
+
+def _log_command(
+    session: Session, case: Case | None, outcome: str, sent: OutboxItem | None, why: str = ""
+) -> None:
+    """``command on RUS-2026-0042: send-notice, reply outbox 57`` (see the module docstring)."""
+    fields: dict[str, object] = {"outcome": outcome}
+    if case is not None:
+        fields["case"] = case.number
+    if sent is not None:
+        fields["outbox_id"] = sent.id
+    where = f" on {case.number}" if case is not None else ""
+    answer = f"reply outbox {sent.id}" if sent is not None else "reply already sent"
+    line = "command%s: %s%s, %s"
+    log_after_commit(session, log, logging.INFO, line, where, outcome, why, answer, extra=fields)

@@ -4,11 +4,13 @@ It carries case numbers, statuses and dates, and as much of each person's name a
 unit's ``staff_names`` allows (initials by default); never an identity number.
 It is due once the local time passes ``gateway.digest_time``; its key
 ``digest:<unit>:<date>`` makes it once a day even if the daemon was down at that
-moment or two instances run.
+moment or two instances run. Each digest enqueued leaves one line
+(``digest for unit enhet, 2026-12-03: outbox 57``) without personal data.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 
 from sqlalchemy import select
@@ -16,9 +18,12 @@ from sqlalchemy.orm import Session
 
 from gateway.clock import OSLO, local_today
 from gateway.context import Gateway
+from gateway.db import log_after_commit
 from gateway.models import Case, OutboxItem, Person, QuarantineEntry, Unit
 from gateway.staff.mailer import send
 from gateway.texts import render, shown_name
+
+log = logging.getLogger(__name__)
 
 ACTIVE = (
     "needs_registration",
@@ -41,7 +46,7 @@ def enqueue_due(gw: Gateway, now: datetime) -> int:
             if session.scalar(select(OutboxItem.id).where(OutboxItem.key == key)) is not None:
                 continue
             body = render_digest(gw, session, unit.code, local.date())
-            if send(
+            item = send(
                 gw,
                 session,
                 key=key,
@@ -49,8 +54,14 @@ def enqueue_due(gw: Gateway, now: datetime) -> int:
                 body=body,
                 unit_code=unit.code,
                 kind="digest",
-            ):
+            )
+            if item is not None:
                 made += 1
+                fields = {"outbox_id": item.id, "outcome": "enqueued"}
+                line = "digest for unit %s, %s: outbox %s"
+                log_after_commit(
+                    session, log, logging.INFO, line, unit.code, local.date(), item.id, extra=fields
+                )
     return made
 
 

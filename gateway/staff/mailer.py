@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.context import Gateway
 from gateway.delivery import outbox
-from gateway.models import Case
+from gateway.models import Case, OutboxItem
 from gateway.ports import Attachment, OutboundMessage
 from gateway.texts import render
 
@@ -49,8 +49,9 @@ def send(
     kind: str = "alert",
     headers: dict[str, str] | None = None,
     attachments: tuple[Attachment, ...] = (),
-) -> bool:
-    """Enqueue one staff mail; False when the key was already used (sent once)."""
+) -> OutboxItem | None:
+    """Enqueue one staff mail: its outbox row, or None when the key was already used
+    (each key is sent once)."""
     to = tuple(recipients) if recipients else _recipients_for(gw, case, unit_code)
     if case is not None and f"[{case.number}]" not in subject:
         subject = f"[{case.number}] {subject}"
@@ -66,7 +67,7 @@ def send(
         headers=all_headers,
         attachments=attachments,
     )
-    item = outbox.enqueue(
+    return outbox.enqueue(
         gw,
         session,
         message,
@@ -74,7 +75,6 @@ def send(
         channel=gw.settings.gateway.staff_channel,
         case_id=case.id if case else None,
     )
-    return item is not None
 
 
 def alert(
@@ -89,7 +89,8 @@ def alert(
     actions: Iterable[str] = (),
     unit_code: str | None = None,
     attachments: tuple[Attachment, ...] = (),
-) -> bool:
+) -> OutboxItem | None:
+    """Enqueue one alert (the alert template around ``headline`` and ``lines``)."""
     body = render(
         "alert.txt.j2",
         headline=headline,
@@ -118,11 +119,11 @@ def reply(
     body: str,
     case: Case | None,
     in_reply_to: str | None,
-) -> None:
+) -> OutboxItem | None:
     headers = {"Auto-Submitted": "auto-replied"}
     if in_reply_to:
         headers |= {"In-Reply-To": in_reply_to, "References": in_reply_to}
-    send(
+    return send(
         gw,
         session,
         key=key,

@@ -5,7 +5,9 @@ is enqueued with a dedupe key (``case:42:summons-overdue:2026-12-03``) that the
 outbox accepts once. Restarts, clock jumps, a daemon that was down for a week, and
 two instances ticking at once therefore neither lose nor double a reminder. Keys
 include the deadline they are about, so an ``endring`` that moves a deadline arms a
-fresh reminder for the new date.
+fresh reminder for the new date. Each reminder enqueued leaves one line naming its
+rule, case and outbox row (``reminder summons-overdue for RUS-2026-0042: outbox 57``),
+never the headline, which may name a meeting place.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from gateway import cases
 from gateway.clock import OSLO, local_today
 from gateway.context import Gateway
+from gateway.db import log_after_commit
 from gateway.models import Case, Meeting, Notice, OrderRecord, OutboxItem, Summons
 from gateway.staff import digest
 from gateway.staff.mailer import alert
@@ -48,6 +51,7 @@ class Due:
     headline: str
     lines: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()
+    what: str = "reminder"  # for the log line: which rule, in English, without personal data
 
 
 @dataclass
@@ -88,6 +92,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     "INNKALT <dato> <kl> <sted> – når du har sendt skriftlig innkalling",
                     "STATUS – få hele saksarket",
                 ),
+                what="summons-overdue",
             )
         )
 
@@ -103,6 +108,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     "Et brev fra politiet er ennå ikke registrert som sak. "
                     "Send opplysningene fra brevet til driftsansvarlig, som registrerer det.",
                     actions=("STATUS – se hva gatewayen fant i brevet",),
+                    what="registration-pending",
                 )
             )
 
@@ -126,6 +132,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                         f"IKKE MØTT {nb_date(starts_on)} – personen møtte ikke",
                         "INNKALT <dato> <kl> <sted> – ny innkalling",
                     ),
+                    what="meeting-outcome-missing",
                 )
             )
         elif starts_on == today and morning:
@@ -137,6 +144,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"I dag er det samtale: {when}{where}.",
                     ("Svar MØTT eller IKKE MØTT etter samtalen.",),
                     actions=("MØTT – personen møtte", "IKKE MØTT – personen møtte ikke"),
+                    what="meeting-today",
                 )
             )
         elif today < starts_on <= next_working and gw.calendar.is_working_day(today) and morning:
@@ -148,6 +156,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     f"Neste arbeidsdag er det samtale: {when}{where}.",
                     ("Svar MØTT eller IKKE MØTT etter samtalen.",),
                     actions=("STATUS – få hele saksarket",),
+                    what="meeting-next-day",
                 )
             )
 
@@ -166,6 +175,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 "Frist for oppmøte nærmer seg",
                 f"Fristen for oppmøte er {nb_date(deadline)}. Personen må møte til samtale innen da.",
                 actions=("STATUS – se hva som gjenstår i saken",),
+                what="attendance-deadline",
             )
         )
 
@@ -190,6 +200,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                     "INNKALT <dato> <kl> <sted> – ny innkalling",
                     "STATUS – få hele saksarket",
                 ),
+                what="attendance-overdue",
             )
         )
 
@@ -208,6 +219,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                 "Prøvetiden går ut snart",
                 f"Prøvetiden går ut {nb_date(end)}. Avslutt saken når den er ute.",
                 actions=("AVSLUTT prøvetiden er ute – når prøvetiden er over", "STATUS – få hele saksarket"),
+                what="condition-end",
             )
         )
 
@@ -226,6 +238,7 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                         "INNKALT <dato> <kl> <sted> – ny innkalling i stedet for varsel",
                         "STATUS – se utkastet i saksarket",
                     ),
+                    what="notice-awaiting-confirmation",
                 )
             )
 
@@ -246,9 +259,20 @@ def due_reminders(gw: Gateway, session: Session, now: datetime) -> list[Due]:
                         "Kontakt påtalemyndigheten og be om den opprinnelige ordren.",
                         f"Ordrens ID (OrdreId): {order_id}",
                     ),
+                    what="order-parked",
                 )
             )
     return found
+
+
+def _log_reminder(session: Session, due: Due, case: Case | None, outbox_id: int) -> None:
+    """``reminder summons-overdue for RUS-2026-0042: outbox 57``, once the batch is committed."""
+    fields: dict[str, object] = {"outbox_id": outbox_id, "outcome": "enqueued"}
+    if case is not None:
+        fields["case"] = case.number
+    about = f" for {case.number}" if case is not None else ""
+    line = "reminder %s%s: outbox %s"
+    log_after_commit(session, log, logging.INFO, line, due.what, about, outbox_id, extra=fields)
 
 
 def tick(gw: Gateway) -> TickReport:
@@ -280,7 +304,9 @@ def tick(gw: Gateway) -> TickReport:
                     lines=item.lines,
                     actions=item.actions,
                 )
-                report.reminders += int(alerted)
+                if alerted is not None:
+                    report.reminders += 1
+                    _log_reminder(session, item, case, alerted.id)
     report.digests = digest.enqueue_due(gw, now)
     if report.reminders or report.auto_notices or report.digests:
         log.info(
