@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import click
-from sqlalchemy import select
 
 from gateway.cli import Context, Failure, guarded, pass_ctx
 from gateway.cli.output import dump, operator, when
@@ -33,10 +32,12 @@ def outbox(click_ctx: click.Context, status: str | None, as_json: bool) -> None:
     """
     if click_ctx.invoked_subcommand is not None:
         return
+    from sqlalchemy import select
+
     from gateway.models import Case, OutboxItem
 
     ctx: Context = click_ctx.obj
-    gw = ctx.gateway()
+    gw = ctx.reader()
     try:
         with gw.session() as session:
             query = (
@@ -144,10 +145,12 @@ def quarantine(click_ctx: click.Context, as_json: bool) -> None:
     """
     if click_ctx.invoked_subcommand is not None:
         return
+    from sqlalchemy import select
+
     from gateway.models import QuarantineEntry
 
     ctx: Context = click_ctx.obj
-    gw = ctx.gateway()
+    gw = ctx.reader()
     try:
         with gw.session() as session:
             rows: list[dict[str, Any]] = [
