@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from gateway import db
@@ -186,13 +186,16 @@ def check_key(gw: Gateway) -> None:
     decrypt it. Without this, a restored backup with the wrong key file (or a wrong
     systemd credential) would start fine and fail on the first case it reads.
     """
+    meta = GatewayMeta.__table__.c
     with gw.session() as session:
-        row = session.get(GatewayMeta, KEY_CHECK)
-        if row is None:
+        # Read through the table, not the mapped class, so that a command which then
+        # only lists rows never pays for configuring the mappers.
+        stored = session.scalar(select(meta.value).where(meta.name == KEY_CHECK))
+        if stored is None:
             session.add(GatewayMeta(name=KEY_CHECK, value=gw.cipher.encrypt(_KEY_CHECK_TEXT)))
             return
         try:
-            ok = gw.cipher.decrypt(row.value) == _KEY_CHECK_TEXT
+            ok = gw.cipher.decrypt(stored) == _KEY_CHECK_TEXT
         except DecryptionError:
             ok = False
     if not ok:

@@ -87,16 +87,20 @@ def cases(ctx: Context, status: str | None, as_json: bool) -> None:
 
     from gateway.models import Case, Unit
 
+    # The mapped tables themselves (the one schema, its column types included), read as
+    # rows: a flat listing needs no ORM identity map, so SQLAlchemy never configures the
+    # mappers and their relationships (about 40 ms of a short command).
+    table, units = Case.__table__, Unit.__table__
     gw = ctx.reader()
     try:
         with gw.session() as session:
             query = (
-                select(*(getattr(Case, name) for name in SUMMARY_COLUMNS), Unit.code.label("unit_code"))
-                .join(Case.unit)
-                .order_by(Case.id)
+                select(*(table.c[name] for name in SUMMARY_COLUMNS), units.c.code.label("unit_code"))
+                .join_from(table, units)
+                .order_by(table.c.id)
             )
             if status:
-                query = query.where(Case.status == status)
+                query = query.where(table.c.status == status)
             rows = [case_summary(c) for c in session.execute(query)]
     finally:
         gw.close()
