@@ -9,75 +9,17 @@ intake → cases → outbox) and no lower part imports a higher one.
 
 from __future__ import annotations
 
-import logging
-
-from gateway import db, effects
+from gateway import effects
 from gateway.cases import NoticeDelivery
-from gateway.clock import SystemClock
-from gateway.config import ConfigError, Settings
-from gateway.context import Gateway, Handlers
-from gateway.models import GatewayMeta
+from gateway.config import Settings
+from gateway.context import Gateway, Handlers, open_context
 from gateway.ports import Clock
-from gateway.privacy import DecryptionError, KeyFileError, install_cipher, load_key_file
 from gateway.staff import alerts, commands
-
-log = logging.getLogger(__name__)
 
 
 def open_gateway(settings: Settings, *, clock: Clock | None = None, migrate: bool = False) -> Gateway:
     """Load the key, connect the database (migrating when asked) and build the wiring."""
-    try:
-        cipher = load_key_file(settings.resolve_path(settings.gateway.key_file))
-    except KeyFileError as exc:
-        raise ConfigError(f"{settings.source}: gateway.key_file: {exc}") from exc
-    install_cipher(cipher)
-    engine = db.make_engine(settings.database_url())
-    if migrate:
-        db.migrate(engine)
-    elif not db.schema_is_current(engine):
-        engine.dispose()
-        raise ConfigError(f"{settings.source}: the database schema is missing or old; run `russak migrate`")
-    gateway = Gateway(
-        settings=settings,
-        engine=engine,
-        sessions=db.session_factory(engine),
-        clock=clock or SystemClock(),
-        cipher=cipher,
-        handlers=wire(),
-    )
-    try:
-        check_key(gateway)
-    except ConfigError:
-        engine.dispose()
-        raise
-    return gateway
-
-
-KEY_CHECK = "key-check"
-_KEY_CHECK_TEXT = b"russak-gateway key check"
-
-
-def check_key(gw: Gateway) -> None:
-    """Refuse a key file that does not belong to this database.
-
-    The first start stores a value encrypted under the key; every later start must
-    decrypt it. Without this, a restored backup with the wrong key file (or a wrong
-    systemd credential) would start fine and fail on the first case it reads.
-    """
-    with gw.session() as session:
-        row = session.get(GatewayMeta, KEY_CHECK)
-        if row is None:
-            session.add(GatewayMeta(name=KEY_CHECK, value=gw.cipher.encrypt(_KEY_CHECK_TEXT)))
-            return
-        try:
-            ok = gw.cipher.decrypt(row.value) == _KEY_CHECK_TEXT
-        except DecryptionError:
-            ok = False
-    if not ok:
-        raise ConfigError(
-            f"{gw.settings.source}: gateway.key_file: the key file does not belong to this database "
-            "(none of its keys decrypts the stored data); restore the matching key file"
-        )
+    return open_context(settings, clock=clock, migrate=migrate, handlers=wire())
 
 
 def wire() -> Handlers:

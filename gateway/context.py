@@ -6,6 +6,13 @@ explicitly, which keeps every seam injectable: a test swaps the clock or a chann
 without patching globals. It lives low in the layering (it knows no service), so
 every layer can take it as a parameter; ``gateway.app`` builds it and registers the
 handlers through which lower layers tell higher ones what happened.
+
+``open_context`` opens one: it loads the key file, connects the database (migrating
+when asked), and refuses a key that does not belong to the database. It wires
+nothing, so a command that only reads (``russak cases``, ``status``, the listings)
+opens the same database with the same key and the same ORM without importing
+intake, staff, the outbox or the case services: an effect emitted through a context
+opened without handlers raises ``UnhandledEffect`` instead of going nowhere.
 """
 
 from __future__ import annotations
@@ -16,20 +23,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from gateway import db
-from gateway.config import Settings
+from gateway.clock import SystemClock
+from gateway.config import ConfigError, Settings
 from gateway.domain.calendar import WorkingCalendar
-from gateway.messages.mail import MailContent
-from gateway.messages.results import IntakeResult
-from gateway.models import InboundMessage, OutboxItem
+from gateway.models import GatewayMeta, InboundMessage, OutboxItem
 from gateway.ports import Clock, InboundChannel, OutboundChannel, Receipt
-from gateway.privacy import Cipher
+from gateway.privacy import Cipher, DecryptionError, KeyFileError, install_cipher, load_key_file
 from gateway.registry import build_channel
+
+if TYPE_CHECKING:
+    # Types only: the mail reader loads lxml and the e-mail package, which a command
+    # that lists cases never needs.
+    from gateway.messages.mail import MailContent
+    from gateway.messages.results import IntakeResult
 
 E = TypeVar("E")
 
@@ -53,7 +65,7 @@ class DeliveryHandler(Protocol):
     def failed(self, gw: Gateway, session: Session, item: OutboxItem, reason: str) -> None: ...
 
 
-StaffMailHandler = Callable[["Gateway", Session, MailContent, InboundMessage], IntakeResult]
+StaffMailHandler = Callable[["Gateway", Session, "MailContent", InboundMessage], "IntakeResult"]
 
 
 class UnhandledEffect(RuntimeError):
@@ -122,3 +134,72 @@ class Gateway:
             if callable(closer):
                 closer()
         self.engine.dispose()
+
+
+def open_context(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = False,
+    handlers: Handlers | None = None,
+) -> Gateway:
+    """Load the key, connect the database (migrating when asked) and check the key.
+
+    ``gateway.app.open_gateway`` passes the handlers it wires; a command that only
+    reads passes none.
+    """
+    try:
+        cipher = load_key_file(settings.resolve_path(settings.gateway.key_file))
+    except KeyFileError as exc:
+        raise ConfigError(f"{settings.source}: gateway.key_file: {exc}") from exc
+    install_cipher(cipher)
+    engine = db.make_engine(settings.database_url())
+    if migrate:
+        db.migrate(engine)
+    elif not db.schema_is_current(engine):
+        engine.dispose()
+        raise ConfigError(f"{settings.source}: the database schema is missing or old; run `russak migrate`")
+    gateway = Gateway(
+        settings=settings,
+        engine=engine,
+        sessions=db.session_factory(engine),
+        clock=clock or SystemClock(),
+        cipher=cipher,
+        handlers=handlers if handlers is not None else Handlers(),
+    )
+    try:
+        check_key(gateway)
+    except ConfigError:
+        engine.dispose()
+        raise
+    return gateway
+
+
+KEY_CHECK = "key-check"
+_KEY_CHECK_TEXT = b"russak-gateway key check"
+
+
+def check_key(gw: Gateway) -> None:
+    """Refuse a key file that does not belong to this database.
+
+    The first start stores a value encrypted under the key; every later start must
+    decrypt it. Without this, a restored backup with the wrong key file (or a wrong
+    systemd credential) would start fine and fail on the first case it reads.
+    """
+    meta = GatewayMeta.__table__.c
+    with gw.session() as session:
+        # Read through the table, not the mapped class, so that a command which then
+        # only lists rows never pays for configuring the mappers.
+        stored = session.scalar(select(meta.value).where(meta.name == KEY_CHECK))
+        if stored is None:
+            session.add(GatewayMeta(name=KEY_CHECK, value=gw.cipher.encrypt(_KEY_CHECK_TEXT)))
+            return
+        try:
+            ok = gw.cipher.decrypt(stored) == _KEY_CHECK_TEXT
+        except DecryptionError:
+            ok = False
+    if not ok:
+        raise ConfigError(
+            f"{gw.settings.source}: gateway.key_file: the key file does not belong to this database "
+            "(none of its keys decrypts the stored data); restore the matching key file"
+        )

@@ -328,12 +328,17 @@ def leases_held(engine: Engine, now: datetime) -> list[Lease]:
 SCHEMA_HEAD = "0003"
 
 
-def schema_is_current(engine: Engine) -> bool:
+def schema_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision (heads joined by commas), ``None`` for none."""
     if not inspect(engine).has_table("alembic_version"):
-        return False
+        return None
     with engine.connect() as conn:
         current = {row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
-    return current == {SCHEMA_HEAD}
+    return ",".join(sorted(current)) or None
+
+
+def schema_is_current(engine: Engine) -> bool:
+    return schema_revision(engine) == SCHEMA_HEAD
 
 
 def has_tables(engine: Engine) -> bool:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import gateway.cli
 from gateway.cli import COMMANDS, LazyGroup, main
+from gateway.context import Gateway
 
 CLI_DIR = Path(gateway.cli.__file__).parent
 
@@ -26,7 +27,7 @@ try:
 except SystemExit:
     pass
 print(json.dumps(sorted(m for m in sys.modules if m.startswith(("gateway", "sqlalchemy", "pydantic",
-      "alembic", "cryptography", "jinja2", "lxml", "apscheduler")))))
+      "alembic", "cryptography", "jinja2", "lxml", "apscheduler", "holidays")))))
 """
 
 
@@ -63,6 +64,42 @@ def test_a_command_s_help_loads_only_its_own_module() -> None:
     commands = {m for m in loaded if m.startswith("gateway.cli.")}
     assert commands <= {"gateway.cli.cases", "gateway.cli.output"}, commands
     assert "gateway.ops.daemon" not in loaded and "gateway.app" not in loaded
+
+
+# What a command that only reads must not load (#8): the wiring and the services above
+# the schema, Alembic, and the libraries only they use.
+NOT_FOR_READING = (
+    "gateway.app",
+    "gateway.intake",
+    "gateway.staff",
+    "gateway.delivery",
+    "gateway.cases",
+    "gateway.ops.daemon",
+    "alembic",
+    "apscheduler",
+    "jinja2",
+    "lxml",
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "also_not"),
+    [
+        (["cases"], ("holidays",)),
+        (["cases", "--json"], ("holidays",)),
+        (["outbox"], ("holidays",)),
+        (["quarantine", "--json"], ("holidays",)),
+        (["status"], ()),  # the next digest is counted in working days
+    ],
+    ids=" ".join,
+)
+def test_a_read_only_command_wires_nothing(
+    gw_sqlite: Gateway, args: list[str], also_not: tuple[str, ...]
+) -> None:
+    loaded = _loaded("--config", str(gw_sqlite.settings.source), *args)
+    assert "gateway.models" in loaded  # it did read the database
+    heavy = {m for m in loaded if m.startswith((*NOT_FOR_READING, *also_not))}
+    assert heavy == set(), heavy
 
 
 def test_every_listed_command_loads_and_its_help_line_is_its_docstring_s_first_line() -> None:

@@ -187,9 +187,22 @@ class Context:
         return self._settings
 
     def gateway(self, *, migrate: bool = False) -> Gateway:
+        """The wired Gateway, for a command that changes cases, takes input or sends."""
         from gateway.app import open_gateway
 
         return open_gateway(self.settings(), clock=self.clock, migrate=migrate)
+
+    def reader(self) -> Gateway:
+        """The Gateway for a command that only reads (a listing, a case sheet, status).
+
+        The same database, key file and key check as ``gateway()``, but nothing wired:
+        intake, staff, the outbox and the case services stay unimported, which is most
+        of what such a command used to spend. An effect emitted through it raises
+        ``UnhandledEffect`` rather than being lost.
+        """
+        from gateway.context import open_context
+
+        return open_context(self.settings(), clock=self.clock)
 
 
 def _check_channel_types(settings: Settings) -> None:

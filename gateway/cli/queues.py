@@ -9,12 +9,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import click
-from sqlalchemy import select
 
 from gateway.cli import Context, Failure, guarded, pass_ctx
 from gateway.cli.output import dump, operator, when
 
 # outbox ---------------------------------------------------------------------------------
+
+# The outbox columns a listing shows: the payload (encrypted, personal) is not one.
+LISTED = (
+    "id",
+    "kind",
+    "status",
+    "attempts",
+    "channel",
+    "key",
+    "created_at",
+    "next_attempt_at",
+    "sent_at",
+    "last_error",
+    "receipt",
+)
 
 
 @click.group(invoke_without_command=True)
@@ -33,25 +47,30 @@ def outbox(click_ctx: click.Context, status: str | None, as_json: bool) -> None:
     """
     if click_ctx.invoked_subcommand is not None:
         return
+    from sqlalchemy import select
+
     from gateway.models import Case, OutboxItem
 
+    # Read through the mapped tables (no mapper configuration), and never the payload:
+    # a listing decrypts nothing.
+    items, cases = OutboxItem.__table__.c, Case.__table__.c
     ctx: Context = click_ctx.obj
-    gw = ctx.gateway()
+    gw = ctx.reader()
     try:
         with gw.session() as session:
             query = (
-                select(OutboxItem, Case.number)
-                .outerjoin(Case, Case.id == OutboxItem.case_id)
-                .order_by(OutboxItem.id)
+                select(*(items[name] for name in LISTED), cases.number.label("case_number"))
+                .outerjoin_from(OutboxItem.__table__, Case.__table__, cases.id == items.case_id)
+                .order_by(items.id)
             )
             if status:
-                query = query.where(OutboxItem.status == status)
+                query = query.where(items.status == status)
             rows: list[dict[str, Any]] = [
                 {
                     "id": item.id,
                     "kind": item.kind,
                     "status": item.status,
-                    "case": number,
+                    "case": item.case_number,
                     "attempts": item.attempts,
                     "channel": item.channel,
                     "key": item.key,
@@ -61,7 +80,7 @@ def outbox(click_ctx: click.Context, status: str | None, as_json: bool) -> None:
                     "last_error": item.last_error,
                     "receipt": item.receipt,
                 }
-                for item, number in session.execute(query)
+                for item in session.execute(query)
             ]
     finally:
         gw.close()
@@ -144,18 +163,21 @@ def quarantine(click_ctx: click.Context, as_json: bool) -> None:
     """
     if click_ctx.invoked_subcommand is not None:
         return
+    from sqlalchemy import select
+
     from gateway.models import QuarantineEntry
 
+    entries = QuarantineEntry.__table__.c  # the mapped table: no mapper configuration
     ctx: Context = click_ctx.obj
-    gw = ctx.gateway()
+    gw = ctx.reader()
     try:
         with gw.session() as session:
             rows: list[dict[str, Any]] = [
                 {"id": q.id, "channel": q.channel, "reason": q.reason, "received_at": q.received_at}
-                for q in session.scalars(
-                    select(QuarantineEntry)
-                    .where(QuarantineEntry.released_at.is_(None))
-                    .order_by(QuarantineEntry.id)
+                for q in session.execute(
+                    select(entries.id, entries.channel, entries.reason, entries.received_at)
+                    .where(entries.released_at.is_(None))
+                    .order_by(entries.id)
                 )
             ]
     finally:

@@ -191,7 +191,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
 
     settings = ctx.settings()
     findings = production_findings(settings)
-    gw = ctx.gateway()
+    gw = ctx.reader()
     try:
         channels = [(entry, health.channel_problems(gw, entry)) for entry in settings.channels]
         facts = health.gather(gw)

@@ -24,7 +24,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """
     from gateway.ops.status import gather
 
-    gw = ctx.gateway()
+    gw = ctx.reader()
     try:
         health = gather(gw)
     finally:

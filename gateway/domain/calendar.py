@@ -16,8 +16,6 @@ from __future__ import annotations
 import threading
 from datetime import date, timedelta
 
-import holidays
-
 __all__ = ["WorkingCalendar"]
 
 _SATURDAY = 5
@@ -56,6 +54,10 @@ class WorkingCalendar:
         with self._lock:
             cached = self._by_year.get(year)
             if cached is None:
+                # Imported on first use: the package costs about 100 ms to load, and most
+                # commands (a listing, a case sheet) never count a working day.
+                import holidays
+
                 calendar = holidays.country_holidays("NO", years=year)
                 cached = frozenset(d for d in calendar if d.year == year and not _is_weekend(d))
                 self._by_year[year] = cached
