@@ -304,3 +304,39 @@ def test_sqlite_migrations_leave_foreign_keys_on(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_run_does_not_upgrade_the_schema_under_a_live_gateway(
+    tmp_path: Path, sqlite_only_url: str, clock: SimulatedClock
+) -> None:
+    """``run`` migrates before it can take its instance lease: a newer version started
+    beside a running older one must refuse before it touches the schema."""
+    gw = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
+    config = gw.settings.source
+    with gw.session() as s:
+        s.add(
+            Lease(name="instance", owner="other-host:4242:0a1b2c3d", until=clock.now() + timedelta(minutes=5))
+        )
+    gw.close()
+    assert config is not None
+    engine = _engine(sqlite_only_url)
+    try:
+        db.migrate_to(engine, "0002")  # the running, older gateway's schema
+    finally:
+        engine.dispose()
+    ran = _russak(clock, config, "run", "--once")
+    assert ran.returncode == 1
+    assert "a gateway holds this database (instance lease of other-host:4242" in ran.stderr
+    assert "on schema 0002" in ran.stderr
+    engine = _engine(sqlite_only_url)
+    try:
+        assert db.current_revision(engine) == "0002"  # untouched
+    finally:
+        engine.dispose()
+    clock.advance(timedelta(minutes=6))  # the old gateway stopped; its lease ran out
+    assert _russak(clock, config, "run", "--once").returncode in (0, 1), "runs, and upgrades"
+    engine = _engine(sqlite_only_url)
+    try:
+        assert db.current_revision(engine) == db.SCHEMA_HEAD
+    finally:
+        engine.dispose()

@@ -42,6 +42,7 @@ def _daemon(ctx: Context) -> None:
     from gateway.ops import daemon, exitcodes
 
     try:
+        _no_upgrade_under_a_live_gateway(ctx)
         gw = ctx.gateway(migrate=True)
         try:
             daemon.Daemon(gw).run()
@@ -55,10 +56,40 @@ def _daemon(ctx: Context) -> None:
         raise SystemExit(code) from exc
 
 
+def _no_upgrade_under_a_live_gateway(ctx: Context) -> None:
+    """Refuse to start a newer version on a database an older, running gateway uses.
+
+    ``run`` migrates before it takes its instance lease (the lease lives in the
+    schema). Without this check a second ``run`` of a newer version would upgrade
+    the schema under the running daemon and only then find it running.
+    """
+    from gateway import db
+    from gateway.cli.setup import live_holder
+    from gateway.ops.leases import AlreadyRunning
+
+    engine = db.make_engine(ctx.settings().database_url())
+    try:
+        revision = db.schema_revision(engine)
+        if revision is None or revision == db.SCHEMA_HEAD:
+            return
+        holder = live_holder(ctx, engine)
+    finally:
+        engine.dispose()
+    if holder is not None:
+        raise AlreadyRunning(
+            f"{holder}, on schema {revision}; stop every gateway before starting this version, "
+            "which upgrades the schema (see the ops guide, 'Upgrade and rollback')"
+        )
+
+
 @guarded
 def _once(ctx: Context, as_json: bool) -> None:
     from gateway.ops import daemon
 
+    try:
+        _no_upgrade_under_a_live_gateway(ctx)
+    except daemon.AlreadyRunning as exc:
+        raise Failure(str(exc)) from exc
     gw = ctx.gateway(migrate=True)
     try:
         daemon.acquire_instance_lease(gw)

@@ -111,6 +111,13 @@ def migrate(ctx: Context, target: str | None, show: bool, yes: bool, as_json: bo
 
 def _refuse_while_held(ctx: Context, engine: Any) -> None:
     """Exit 1 while a live gateway holds a lease on the database (its instance or a poll)."""
+    holder = live_holder(ctx, engine)
+    if holder is not None:
+        raise Failure(f"{holder}; stop every daemon first (systemctl stop russak-gateway)")
+
+
+def live_holder(ctx: Context, engine: Any) -> str | None:
+    """Which live gateway holds a lease on the database, in words; None if none does."""
     from gateway import db
     from gateway.clock import SystemClock
     from gateway.context import host_name
@@ -119,10 +126,9 @@ def _refuse_while_held(ctx: Context, engine: Any) -> None:
     this_process = f"{host_name()}:{os.getpid()}:"  # a run of this very process, not a daemon
     for lease in db.leases_held(engine, (ctx.clock or SystemClock()).now()):
         if owner_alive(lease.owner) and not lease.owner.startswith(this_process):
-            raise Failure(
-                f"a gateway holds this database ({lease.name} lease of {lease.owner}, until "
-                f"{when(lease.until)}); stop every daemon first (systemctl stop russak-gateway)"
-            )
+            until = when(lease.until)
+            return f"a gateway holds this database ({lease.name} lease of {lease.owner}, until {until})"
+    return None
 
 
 def _confirm_downgrade(plan: Any, report: dict[str, Any], as_json: bool, yes: bool) -> None:
