@@ -328,15 +328,15 @@ def test_run_does_not_upgrade_the_schema_under_a_live_gateway(
     assert ran.returncode == 1
     assert "a gateway holds this database (instance lease of other-host:4242" in ran.stderr
     assert "on schema 0002" in ran.stderr
-    engine = _engine(sqlite_only_url)
-    try:
-        assert db.current_revision(engine) == "0002"  # untouched
-    finally:
-        engine.dispose()
+    assert _revision(sqlite_only_url) == "0002"  # untouched
     clock.advance(timedelta(minutes=6))  # the old gateway stopped; its lease ran out
     assert _russak(clock, config, "run", "--once").returncode in (0, 1), "runs, and upgrades"
-    engine = _engine(sqlite_only_url)
+    assert _revision(sqlite_only_url) == db.SCHEMA_HEAD
+
+
+def _revision(url: str) -> str | None:
+    engine = _engine(url)
     try:
-        assert db.current_revision(engine) == db.SCHEMA_HEAD
+        return db.current_revision(engine)
     finally:
         engine.dispose()
