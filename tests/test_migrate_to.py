@@ -292,6 +292,9 @@ def test_unknown_revisions_base_and_a_newer_database_exit_2(
     daemon = _russak(clock, config, "run")  # migrates on start: refused, and systemd does not restart it
     assert daemon.returncode == exitcodes.EXIT_SCHEMA
     assert daemon.stderr.startswith("russak: the database schema 0099 is newer than this version (head 0003)")
+    once = _russak(clock, config, "run", "--once")  # one line and exit 2, not a traceback
+    assert once.returncode == 2 and "newer than this version (head 0003)" in once.stderr
+    assert "Traceback" not in once.stderr
 
 
 def test_sqlite_migrations_leave_foreign_keys_on(tmp_path: Path) -> None:

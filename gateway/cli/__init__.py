@@ -126,6 +126,10 @@ def guarded(func: F) -> F:
 
             if isinstance(exc, OperationalError):
                 raise Failure(_database_trouble(exc)) from exc
+            from alembic.util import CommandError
+
+            if isinstance(exc, CommandError):
+                raise UsageFailure(str(exc)) from exc  # e.g. a database newer than this version
             raise
 
     return wrapper  # type: ignore[return-value]
