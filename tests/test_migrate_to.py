@@ -116,6 +116,18 @@ def filled(gw: Gateway, clock: SimulatedClock) -> Iterator[tuple[Path, str]]:
     yield config, url
 
 
+def _site(tmp_path: Path, url: str, clock: SimulatedClock, *, lease_owner: str | None = None) -> Path:
+    """A migrated site (closed), its config path; with ``lease_owner``, a live-looking instance lease."""
+    gw = build_gateway(tmp_path / "gw", url, clock)
+    config = gw.settings.source
+    if lease_owner is not None:
+        with gw.session() as s:
+            s.add(Lease(name="instance", owner=lease_owner, until=clock.now() + timedelta(minutes=5)))
+    gw.close()
+    assert config is not None
+    return config
+
+
 def _russak(clock: SimulatedClock, config: Path, *args: str) -> Ran:
     return invoke(clock, config, *args)
 
@@ -212,12 +224,7 @@ def test_a_downgrade_needs_yes_and_json_says_what_it_would_undo(
 def test_a_change_is_refused_while_a_gateway_holds_the_database(
     tmp_path: Path, sqlite_only_url: str, clock: SimulatedClock, owner: str, refused: bool
 ) -> None:
-    gw = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
-    config = gw.settings.source
-    with gw.session() as s:
-        s.add(Lease(name="instance", owner=owner, until=clock.now() + timedelta(minutes=5)))
-    gw.close()
-    assert config is not None
+    config = _site(tmp_path, sqlite_only_url, clock, lease_owner=owner)
     ran = _russak(clock, config, "migrate", "--to", "0002", "--yes")
     if refused:
         assert ran.returncode == 1
@@ -236,10 +243,7 @@ def test_a_change_is_refused_while_a_gateway_holds_the_database(
 def test_show_names_the_revisions_and_changes_nothing(
     tmp_path: Path, sqlite_only_url: str, clock: SimulatedClock
 ) -> None:
-    gw = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
-    config = gw.settings.source
-    gw.close()
-    assert config is not None
+    config = _site(tmp_path, sqlite_only_url, clock)
     assert _russak(clock, config, "migrate", "--to", "0002", "--yes").returncode == 0
     shown = _russak(clock, config, "migrate", "--show")
     assert shown.returncode == 0
@@ -268,10 +272,7 @@ def test_show_names_the_revisions_and_changes_nothing(
 def test_unknown_revisions_base_and_a_newer_database_exit_2(
     tmp_path: Path, sqlite_only_url: str, clock: SimulatedClock
 ) -> None:
-    gw = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
-    config = gw.settings.source
-    gw.close()
-    assert config is not None
+    config = _site(tmp_path, sqlite_only_url, clock)
     typo = _russak(clock, config, "migrate", "--to", "0009")
     assert (
         typo.returncode == 2 and "unknown revision '0009'; this version knows 0001, 0002, 0003" in typo.stderr
@@ -314,14 +315,7 @@ def test_run_does_not_upgrade_the_schema_under_a_live_gateway(
 ) -> None:
     """``run`` migrates before it can take its instance lease: a newer version started
     beside a running older one must refuse before it touches the schema."""
-    gw = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
-    config = gw.settings.source
-    with gw.session() as s:
-        s.add(
-            Lease(name="instance", owner="other-host:4242:0a1b2c3d", until=clock.now() + timedelta(minutes=5))
-        )
-    gw.close()
-    assert config is not None
+    config = _site(tmp_path, sqlite_only_url, clock, lease_owner="other-host:4242:0a1b2c3d")
     engine = _engine(sqlite_only_url)
     try:
         db.migrate_to(engine, "0002")  # the running, older gateway's schema

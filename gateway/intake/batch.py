@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from gateway import db
 from gateway.context import Gateway
 from gateway.intake.pipeline import (
+    clear_attempt,
     is_storage_trouble,
     log_result,
     process,
@@ -154,24 +155,22 @@ def _judge_fresh(
     retry: list[_Fresh] = []
     try:
         with gw.session() as session:
+            reached = 0
             for item in fresh:
                 if judged and (
                     (stop is not None and stop.is_set()) or time.monotonic() - started > MAX_SECONDS
                 ):
                     break
+                reached += 1
                 result = _judge_one(gw, session, item.message)
                 if result is None:
                     retry.append(item)
                 else:
                     judged[item.index] = result
-            retried = {item.index for item in retry}
-            _forget_attempts(
-                session, [f.message for f in fresh if f.index not in judged and f.index not in retried]
-            )
+            _forget_attempts(session, [f.message for f in fresh[reached:]])
     except Exception as exc:
         if db.is_storage_full(exc) or db.is_read_only(exc):
-            first = fresh[0].message
-            failed = storage_trouble(exc, (first.channel, short_id(first.external_id)))
+            failed = _storage_result(exc, fresh[0].message)
             for item in fresh:
                 results[item.index] = failed
             return
@@ -195,11 +194,7 @@ def _judge_one(gw: Gateway, session: Session, message: RawMessage) -> IntakeResu
     try:
         with session.begin_nested():
             result = take_in(gw, session, message)
-            session.execute(
-                delete(IntakeAttempt).where(
-                    IntakeAttempt.channel == message.channel, IntakeAttempt.external_id == message.external_id
-                )
-            )
+            clear_attempt(session, message)
         return result
     except Exception as exc:
         db.drop_after_commit(session, mark)
@@ -226,6 +221,8 @@ def _forget_attempts(session: Session, messages: list[RawMessage]) -> None:
 
 def _all_failed(exc: Exception, messages: Sequence[RawMessage]) -> list[IntakeResult | None]:
     """The database could not even be read or written: every message waits at its source."""
-    first = messages[0]
-    failed = storage_trouble(exc, (first.channel, short_id(first.external_id)))
-    return [failed] * len(messages)
+    return [_storage_result(exc, messages[0])] * len(messages)
+
+
+def _storage_result(exc: Exception, first: RawMessage) -> IntakeResult:
+    return storage_trouble(exc, (first.channel, short_id(first.external_id)))
