@@ -63,7 +63,7 @@ def _new_case(gw: Gateway, session: Session, unit: UnitSettings, status: Status,
     today = local_today(now)
     return Case(
         number=next_case_number(session, today.year),
-        unit_id=unit_row(session, unit).id,
+        unit=unit_row(session, unit),
         status=status.value,
         created_at=now,
         updated_at=now,
@@ -73,6 +73,12 @@ def _new_case(gw: Gateway, session: Session, unit: UnitSettings, status: Status,
         open_no_shows=[],
         open_tests_missed=[],
         notice_state=notices.NoticeState.NONE.value,
+        # A new case has none of these yet: empty, loaded collections spare the alert
+        # and the state machine a SELECT each (a backlog takes in thousands of cases).
+        meetings=[],
+        summonses=[],
+        tests=[],
+        notices=[],
         **fields,
     )
 

@@ -118,6 +118,16 @@ def get_case(session: Session, ref: str | int) -> Case:
 
 
 def unit_row(session: Session, unit: UnitSettings) -> Unit:
+    """The unit's row, its name and org number kept in step with the configuration.
+
+    Found once per session (a batch of a hundred orders asks a hundred times); the
+    session's identity map keeps the object, ``session.info`` only the key.
+    """
+    known: dict[str, int] = session.info.setdefault("unit_ids", {})
+    if unit.code in known:
+        cached = session.get(Unit, known[unit.code])
+        if cached is not None:
+            return cached
     row = session.scalar(select(Unit).where(Unit.code == unit.code))
     if row is None:
         row = Unit(code=unit.code, name=unit.name, org_number=unit.org_number)
@@ -125,6 +135,7 @@ def unit_row(session: Session, unit: UnitSettings) -> Unit:
         session.flush()
     else:
         row.name, row.org_number = unit.name, unit.org_number
+    known[unit.code] = row.id
     return row
 
 

@@ -43,7 +43,6 @@ from sqlalchemy.orm import Session
 from gateway import db
 from gateway.context import Gateway
 from gateway.intake.pipeline import (
-    clear_attempt,
     is_storage_trouble,
     log_result,
     process,
@@ -167,7 +166,9 @@ def _judge_fresh(
                     retry.append(item)
                 else:
                     judged[item.index] = result
-            _forget_attempts(session, [f.message for f in fresh[reached:]])
+            # settled ones are no longer crash suspects, unreached ones were not attempted
+            settled = [f.message for f in fresh[:reached] if f.index in judged]
+            _forget_attempts(session, settled + [f.message for f in fresh[reached:]])
     except Exception as exc:
         if db.is_storage_full(exc) or db.is_read_only(exc):
             failed = _storage_result(exc, fresh[0].message)
@@ -194,8 +195,7 @@ def _judge_one(gw: Gateway, session: Session, message: RawMessage) -> IntakeResu
     try:
         with session.begin_nested():
             result = take_in(gw, session, message)
-            clear_attempt(session, message)
-        return result
+        return result  # its attempt row goes with the batch's (``_forget_attempts``)
     except Exception as exc:
         db.drop_after_commit(session, mark)
         if db.is_storage_full(exc) or db.is_read_only(exc):
@@ -210,7 +210,7 @@ def _judge_one(gw: Gateway, session: Session, message: RawMessage) -> IntakeResu
 
 
 def _forget_attempts(session: Session, messages: list[RawMessage]) -> None:
-    """Messages the batch did not reach were not attempted: remove their rows again."""
+    """Remove the attempt rows of ``messages``, in one statement, in the batch's transaction."""
     if messages:
         session.execute(
             delete(IntakeAttempt).where(

@@ -8,6 +8,7 @@ Of two amendments, the one sent later wins, whatever order they arrive in.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,18 +40,9 @@ def take_order(
         raise Quarantine(f"invalid order: {exc}") from exc
     if session.scalar(select(OrderRecord.id).where(OrderRecord.order_id == order.order_id)) is not None:
         return IntakeResult("duplicate_order", reason=f"OrdreId {order.order_id} already received")
-    record = OrderRecord(
-        order_id=order.order_id,
-        message_type=order.message_type,
-        refers_to=order.refers_to,
-        sent_at=order.sent,
-        inbound_id=inbound.id,
-        payload=order.to_json(),
-    )
-    session.add(record)
-    session.flush()
     if order.message_type == "ny":
-        return _new_order(gw, session, order, record, only_units)
+        return _new_order(gw, session, order, inbound, only_units)
+    record = _record(session, order, inbound)
     target = session.scalar(select(Case).where(Case.order_id == order.refers_to))
     if only_units is not None and (target is None or not _serves(only_units, target.unit.code)):
         raise Quarantine(
@@ -66,8 +58,36 @@ def _serves(units: list[UnitSettings], code: str) -> bool:
     return any(unit.code == code for unit in units)
 
 
+def _record(
+    session: Session,
+    order: Order,
+    inbound: InboundMessage,
+    case: Case | None = None,
+    applied_at: datetime | None = None,
+) -> OrderRecord:
+    """The order's record: its OrdreId is unique, so a second instance taking the same
+    order at the same moment fails here, and its savepoint takes the whole message back."""
+    record = OrderRecord(
+        order_id=order.order_id,
+        message_type=order.message_type,
+        refers_to=order.refers_to,
+        sent_at=order.sent,
+        inbound_id=inbound.id,
+        payload=order.to_json(),
+        case_id=case.id if case else None,
+        applied_at=applied_at,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
 def _new_order(
-    gw: Gateway, session: Session, order: Order, record: OrderRecord, only_units: list[UnitSettings] | None
+    gw: Gateway,
+    session: Session,
+    order: Order,
+    inbound: InboundMessage,
+    only_units: list[UnitSettings] | None,
 ) -> IntakeResult:
     unit = gw.settings.unit_for(order.recipient_org_number, order.recipient_kommunenummer)
     if unit is None:
@@ -75,7 +95,9 @@ def _new_order(
     if only_units is not None and not _serves(only_units, unit.code):
         raise Quarantine("order forwarded by staff of another unit than the one it is addressed to")
     case = cases.open_case_from_order(gw, session, order, unit)
-    record.case_id, record.applied_at = case.id, gw.clock.now()
+    # written once, with its case: no UPDATE of a row just inserted
+    inbound.case_id = case.id
+    _record(session, order, inbound, case, gw.clock.now())
     parked = session.scalars(
         select(OrderRecord)
         .where(OrderRecord.refers_to == order.order_id, OrderRecord.applied_at.is_(None))

@@ -188,7 +188,7 @@ def take_in(gw: Gateway, session: Session, message: RawMessage) -> IntakeResult:
         result = quarantine(gw, session, inbound, q.reason)
     inbound.outcome = result.outcome
     inbound.detail = (result.reason or "")[:500] or None
-    if result.case_number:
+    if result.case_number and inbound.case_id is None:
         inbound.case_id = session.scalar(select(Case.id).where(Case.number == result.case_number))
     return result
 
