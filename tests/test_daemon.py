@@ -196,6 +196,68 @@ def test_a_channel_another_instance_polls_is_left_alone(gwd: Gateway) -> None:
     )
 
 
+def test_a_poll_step_ends_after_the_batch_in_which_its_time_ran_out(
+    gwd: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.intake import batch
+
+    monkeypatch.setattr(batch, "MAX_MESSAGES", 4)
+    monkeypatch.setattr(batch, "MAX_SECONDS", 600)  # batches end by count here, not by the clock
+    drop_orders(gwd, 10)
+    beats: list[int] = []
+    channel = gwd.channel("spool")
+    first = daemon.poll_channel(
+        gwd, channel, daemon.CycleReport(), budget_seconds=0.0, heartbeat=lambda: beats.append(1)
+    )
+    assert (first.result, first.taken, first.more) == ("ok", 4, True)
+    assert beats == [1]  # after the batch, before the step ended
+    assert len(list(inbox(gwd).glob("*.xml"))) == 6  # the rest wait at the source
+    assert count(gwd, IntakeAttempt) == 0  # and are not counted as attempted
+    rest = daemon.poll_channel(gwd, channel, daemon.CycleReport(), budget_seconds=3600.0)
+    assert (rest.taken, rest.more) == (6, False)
+    assert count(gwd, InboundMessage) == 10
+
+
+def test_a_large_inbox_is_taken_in_steps_with_the_outbox_sent_between(
+    tmp_path: Path,
+    sqlite_only_url: str,
+    clock: SimulatedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from gateway.intake import batch
+
+    path = factories.write_config(tmp_path / "gw", database=sqlite_only_url)
+    text = path.read_text(encoding="utf-8")
+    for key in ("poll_interval_seconds", "tick_interval_seconds"):  # only the steps can do it
+        text = text.replace(f"{key} = 0.2", f"{key} = 3600")
+    path.write_text(text, encoding="utf-8")
+    gw = open_gateway(load_settings(path), clock=clock, migrate=True)
+    gw.inbound_channels()
+    monkeypatch.setattr(batch, "MAX_MESSAGES", 4)
+    monkeypatch.setattr(batch, "MAX_SECONDS", 600)
+    monkeypatch.setattr(daemon, "POLL_STEP_SECONDS", 0.0)  # every batch is a step of its own
+    drop_orders(gw, 12)
+    caplog.set_level(logging.INFO)
+    d = daemon.Daemon(gw)
+    thread = threading.Thread(target=d.run)
+    thread.start()
+    try:
+        # every alert of every step sent, with the tick's interval an hour away
+        wait_until(lambda: count(gw, InboundMessage) == 12 and not pending_rows(gw), timeout=60)
+    finally:
+        d.request_stop()
+        thread.join(timeout=15)
+        gw.close()
+    assert not thread.is_alive()
+    assert not list(inbox(gw).glob("*.xml"))
+    steps = [r.getMessage() for r in records(caplog, "poll spool: ok")]
+    assert sum("more waiting" in line for line in steps) >= 3, steps  # 12 orders, 4 per step
+    # the interval jobs ran once, at the start: the steps came as jobs of their own,
+    # none of them skipped, and the outbox sent each step's alerts before the next step
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+
+
 # Dispatch ------------------------------------------------------------------------------
 
 

@@ -59,7 +59,15 @@ from gateway.ops.leases import (
 )
 from gateway.ops.metrics import Metrics
 from gateway.ops.reload import read_again
-from gateway.ops.steps import CycleReport, DbCursorStore, PollResult, cycle, poll_channel, tick
+from gateway.ops.steps import (
+    POLL_STEP_SECONDS,
+    CycleReport,
+    DbCursorStore,
+    PollResult,
+    cycle,
+    poll_channel,
+    tick,
+)
 from gateway.ports import ChannelError
 from gateway.privacy import configure_logging
 
@@ -135,14 +143,45 @@ class Daemon:
             log.exception("%s failed; the daemon carries on", name)
 
     def _poll(self) -> None:
+        """One poll step of every channel, each at most ``POLL_STEP_SECONDS``.
+
+        A channel with more waiting gets another step right after this one, but as a
+        job of its own: whatever fell due meanwhile (the tick, a reload) runs first, in
+        the order it was queued for the one worker, and the outbox sends what is due
+        before the next step. A large inbox is therefore taken in steps, and the lease
+        and the systemd watchdog are renewed after every batch.
+        """
         report = CycleReport()
         gw = self.gw
+        more = False
         for channel in gw.inbound_channels():
             if self.stop.is_set():
                 return
-            poll_channel(gw, channel, report, stop=self.stop, metrics=self.metrics)
+            polled = poll_channel(
+                gw,
+                channel,
+                report,
+                stop=self.stop,
+                metrics=self.metrics,
+                budget_seconds=POLL_STEP_SECONDS,
+                heartbeat=self._renew,
+            )
+            more = more or polled.more
         self._renew()
         self._report_status()
+        if more and not self.stop.is_set():
+            self._dispatch()
+            self._poll_again()
+
+    def _poll_again(self) -> None:
+        """Queue the next poll step now, behind the jobs already waiting for the worker.
+
+        A one-off job under a fresh id each time: the job that calls this (``poll``, or
+        the step before) is still running, and APScheduler skips a job whose id has an
+        instance running. Each step queues at most one more, so they never pile up.
+        """
+        if self._scheduler is not None:
+            self._scheduler.add_job(self._guarded, args=("poll", self._poll), name="poll step")
 
     def _tick(self) -> None:
         self._renew()

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,12 @@ class DbCursorStore:
                 row.value, row.updated_at = value, self._gw.clock.now()
 
 
+# How long the daemon's poll of one channel runs before it hands the worker back (to the
+# outbox, the tick, a reload) and queues its next step. Far below the systemd watchdog
+# (WatchdogSec=120) and the lease time (5 minutes or more), both renewed per batch too.
+POLL_STEP_SECONDS = 30.0
+
+
 @dataclass
 class CycleReport:
     taken: dict[str, int] = field(default_factory=dict)
@@ -80,6 +86,7 @@ class PollResult:
     errors: int = 0
     seconds: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
+    more: bool = False  # the step's time ran out with messages still at the source
 
 
 def poll_channel(
@@ -89,8 +96,17 @@ def poll_channel(
     *,
     stop: threading.Event | None = None,
     metrics: Metrics | None = None,
+    budget_seconds: float | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> PollResult:
     """Take in everything a channel has, in batches; acknowledge items only after their commit.
+
+    With ``budget_seconds`` the poll is one step of a longer one: once that much time
+    has gone, it ends after the batch in hand (committed and acknowledged) and says
+    ``more``; the rest wait at the source for the next step. The daemon has one worker,
+    so an unbounded poll of a large inbox would hold back the outbox (a notice to the
+    police), the tick and a reload for as long as the inbox lasts. ``heartbeat`` runs
+    after every batch (the daemon renews its lease and the systemd watchdog there).
 
     A backlog is taken in batches (``gateway.intake.batch``: one transaction, a
     savepoint per message) so it does not wait on two fsyncs per message. With
@@ -109,6 +125,7 @@ def poll_channel(
     taken = errors = 0
     outcomes: Counter[str] = Counter()
     result = "ok"
+    more = False
     try:
         messages = channel.poll(DbCursorStore(gw, channel.name))
         try:
@@ -132,6 +149,11 @@ def poll_channel(
                     _acknowledge(channel, message)
                 if result != "ok" or (stop is not None and stop.is_set()):
                     break  # storage: the rest would fail the same way; stop: as asked
+                if heartbeat is not None:
+                    heartbeat()
+                if budget_seconds is not None and time.perf_counter() - started >= budget_seconds:
+                    more = True  # the step's time is up: the rest stay at the source
+                    break
         finally:
             _close(messages)
         if result == "ok" and stop is not None and stop.is_set():
@@ -148,15 +170,16 @@ def poll_channel(
         metrics.polled(channel.name, result, seconds, gw.clock.now().timestamp())
     judged_text = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
     log.info(
-        "poll %s: %s, %d taken in%s, %d ms",
+        "poll %s: %s, %d taken in%s, %d ms%s",
         channel.name,
         result,
         taken,
         f" ({judged_text})" if judged_text else "",
         seconds * 1000,
+        "; more waiting, the next step follows the outbox" if more else "",
         extra={"channel": channel.name, "duration_ms": round(seconds * 1000), "outcome": result},
     )
-    return PollResult(channel.name, result, taken, errors, seconds, dict(outcomes))
+    return PollResult(channel.name, result, taken, errors, seconds, dict(outcomes), more)
 
 
 class _Batches:
