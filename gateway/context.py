@@ -157,8 +157,9 @@ def open_context(
     if migrate:
         db.migrate(engine)
     elif not db.schema_is_current(engine):
+        revision = db.schema_revision(engine)
         engine.dispose()
-        raise ConfigError(f"{settings.source}: the database schema is missing or old; run `russak migrate`")
+        raise ConfigError(f"{settings.source}: {db.schema_mismatch(revision)}")
     gateway = Gateway(
         settings=settings,
         engine=engine,

@@ -256,6 +256,27 @@ class MigrationPlan:
     steps: tuple[Revision, ...]
 
 
+def schema_mismatch(revision: str | None) -> str:
+    """What is wrong with a database at ``revision`` (not ``SCHEMA_HEAD``) and what to do.
+
+    A schema newer than this version is what an operator meets after rolling the code
+    back without the database: `russak migrate` would be the wrong advice there.
+    Only on this error path is Alembic loaded, to tell older from unknown.
+    """
+    if revision is None:
+        return "the database has no schema yet; run `russak migrate`"
+    if revision in {r.id for r in known_revisions()}:
+        return (
+            f"the database schema is at revision {revision}, this version needs {SCHEMA_HEAD}; "
+            "run `russak migrate`"
+        )
+    return (
+        f"the database schema is at revision {revision}, which this version does not know (it runs on "
+        f"{SCHEMA_HEAD}): a newer version migrated it; run that version, or roll the database back "
+        f"with its `russak migrate --to {SCHEMA_HEAD}` (docs/ops-guide.md, Upgrade and rollback)"
+    )
+
+
 def known_revisions() -> list[Revision]:
     """Every revision this version knows, oldest first (the history is one line)."""
     from alembic.script import ScriptDirectory

@@ -136,3 +136,26 @@ def test_the_orm_path_takes_over_when_the_quick_one_cannot_be_sure(
 )
 def test_only_a_plain_sqlite_file_goes_the_quick_way(url: str, expected: Path | None) -> None:
     assert quick.sqlite_path(url) == expected
+
+
+def test_a_schema_of_another_revision_is_named_with_what_to_do(
+    cfg: Path, tmp_path: Path, russak: Russak
+) -> None:
+    assert _ingest(russak, cfg, tmp_path, "o.xml", factories.order_xml()).returncode == 0
+    path = _database(cfg)
+    with sqlite3.connect(path) as conn:  # what a newer version would leave behind
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    newer = russak(cfg, "cases")
+    assert newer.returncode == 2 and len(newer.stderr.strip().splitlines()) == 1
+    assert "revision 0099" in newer.stderr and f"migrate --to {SCHEMA_HEAD}" in newer.stderr
+    assert "run `russak migrate`" not in newer.stderr  # that would be the wrong advice here
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+    older = russak(cfg, "cases")
+    assert (
+        older.returncode == 2 and "revision 0002" in older.stderr and "run `russak migrate`" in older.stderr
+    )
+    path.unlink()
+    path.touch()  # an empty file: no schema at all
+    empty = russak(cfg, "cases")
+    assert empty.returncode == 2 and "no schema yet; run `russak migrate`" in empty.stderr
