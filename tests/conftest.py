@@ -8,6 +8,7 @@ under ``CI=true``, so CI can never pass by quietly not testing PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +112,23 @@ def gw_sqlite(tmp_path: Path, sqlite_only_url: str, clock: SimulatedClock) -> It
     gateway = build_gateway(tmp_path / "gw", sqlite_only_url, clock)
     yield gateway
     gateway.close()
+
+
+# The CLI tests' site and runner (tests/test_cli*.py). Imported here, not at the top:
+# tests.test_cli imports START from this module.
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """``russak init --dir TMP/site``: its russak.toml."""
+    from tests.test_cli import init_site
+
+    return init_site(tmp_path)
+
+
+@pytest.fixture
+def russak(clock: SimulatedClock) -> Any:
+    """``russak --config CFG ARGS`` in-process on ``clock`` (``tests.test_cli.invoke``)."""
+    from tests.test_cli import invoke
+
+    return functools.partial(invoke, clock)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
@@ -43,14 +42,6 @@ def invoke(clock: SimulatedClock, cfg: Path, *args: str, stdin: str | None = Non
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-@pytest.fixture
-def russak(clock: SimulatedClock) -> Russak:
-    def run(cfg: Path, *args: str) -> Ran:
-        return invoke(clock, cfg, *args)
-
-    return run
 
 
 # What `russak init` writes, with every example value replaced: what doctor accepts.
@@ -87,11 +78,6 @@ def init_site(tmp_path: Path) -> Path:
     result = CliRunner().invoke(main, ["init", "--dir", str(tmp_path / "site")])
     assert result.exit_code == 0, result.output
     return tmp_path / "site" / "russak.toml"
-
-
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
-    return init_site(tmp_path)
 
 
 def test_init_writes_a_working_setup_and_never_overwrites(tmp_path: Path) -> None:

@@ -14,21 +14,11 @@ import pytest
 
 from gateway.clock import SimulatedClock, local_today
 from tests import factories
-from tests.test_cli import MISSING, NUMBER, Ran, Russak, init_site, invoke
+from tests.test_cli import MISSING, NUMBER, Ran, Russak, invoke
 
 OSLO_TEXT = re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d [+-]\d\d:\d\d\b")
 OSLO_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+01:00$")  # November-March: CET
 REPRS = ("datetime.", "{'", "['", "('", "None", "True", "False", "<gateway", "object at 0x")
-
-
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
-    return init_site(tmp_path)
-
-
-@pytest.fixture
-def russak(clock: SimulatedClock) -> Russak:
-    return functools.partial(invoke, clock)
 
 
 def no_reprs(text: str) -> None:

@@ -3,7 +3,6 @@ path, the same query, and the ORM path whenever the quick one cannot be sure (#8
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,18 +17,8 @@ from gateway.config import load_settings
 from gateway.domain.facts import Status
 from gateway.schema_head import SCHEMA_HEAD
 from tests import factories
-from tests.test_cli import NUMBER, Russak, init_site, invoke
+from tests.test_cli import NUMBER, Russak
 from tests.test_cli_json import _ingest
-
-
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
-    return init_site(tmp_path)
-
-
-@pytest.fixture
-def russak(clock: SimulatedClock) -> Russak:
-    return functools.partial(invoke, clock)
 
 
 def _database(cfg: Path) -> Path:

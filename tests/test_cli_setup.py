@@ -4,7 +4,6 @@ at and folders it cannot write, and says whether a daemon runs."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from datetime import timedelta
@@ -15,17 +14,7 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.clock import SimulatedClock
-from tests.test_cli import Russak, init_site, invoke, make_fit
-
-
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
-    return init_site(tmp_path)
-
-
-@pytest.fixture
-def russak(clock: SimulatedClock) -> Russak:
-    return functools.partial(invoke, clock)
+from tests.test_cli import Russak, make_fit
 
 
 def _init(*args: str) -> tuple[int, str, str]:

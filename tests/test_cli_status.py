@@ -3,7 +3,6 @@ gathered by ``gateway.ops.status.gather`` (which the daemon and a health check c
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Iterator
@@ -15,17 +14,7 @@ import pytest
 from gateway.clock import OSLO, SimulatedClock
 from gateway.context import Gateway
 from tests import factories
-from tests.test_cli import Russak, init_site, invoke
-
-
-@pytest.fixture
-def cfg(tmp_path: Path) -> Path:
-    return init_site(tmp_path)
-
-
-@pytest.fixture
-def russak(clock: SimulatedClock) -> Russak:
-    return functools.partial(invoke, clock)
+from tests.test_cli import Russak
 
 
 @pytest.fixture
