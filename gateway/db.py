@@ -270,10 +270,15 @@ def schema_mismatch(revision: str | None) -> str:
             f"the database schema is at revision {revision}, this version needs {SCHEMA_HEAD}; "
             "run `russak migrate`"
         )
+    return newer_schema(revision, SCHEMA_HEAD)
+
+
+def newer_schema(current: str, head: str) -> str:
+    """The one sentence for a database a newer version migrated (every command, the daemon)."""
     return (
-        f"the database schema is at revision {revision}, which this version does not know (it runs on "
-        f"{SCHEMA_HEAD}): a newer version migrated it; run that version, or roll the database back "
-        f"with its `russak migrate --to {SCHEMA_HEAD}` (docs/ops-guide.md, Upgrade and rollback)"
+        f"the database schema {current} is newer than this version (head {head}); run the version "
+        f"that wrote revision {current}, roll back with that version's `russak migrate --to {head}`, "
+        "or restore the backup taken before that upgrade"
     )
 
 
@@ -312,10 +317,7 @@ def plan_migration(engine: Engine, target: str = "head") -> MigrationPlan:
         raise SchemaError(f"unknown revision {target!r}; this version knows {', '.join(ids)} (head {head})")
     current = current_revision(engine)
     if current is not None and current not in ids:
-        raise SchemaError(
-            f"the database schema {current} is newer than this version (head {head}); "
-            "run the version that wrote it, or restore the backup taken before that upgrade"
-        )
+        raise SchemaError(newer_schema(current, head))
     at, to = (ids.index(current) if current else -1), ids.index(wanted)
     if to > at:
         return MigrationPlan(current, wanted, head, "upgrade", tuple(order[at + 1 : to + 1]))
