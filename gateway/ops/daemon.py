@@ -43,7 +43,7 @@ from gateway.clock import OSLO
 from gateway.config import ConfigError, GatewaySettings, listen_address
 from gateway.context import Gateway
 from gateway.delivery.outbox import DispatchStats
-from gateway.ops import sdnotify
+from gateway.ops import memory, sdnotify
 from gateway.ops import status as health_facts
 from gateway.ops.dispatch import DaemonGateway, dispatch
 from gateway.ops.health import HealthServer, status_line
@@ -141,6 +141,8 @@ class Daemon:
             step()
         except Exception:
             log.exception("%s failed; the daemon carries on", name)
+        finally:
+            memory.release_free_heap()  # rest at the size of what is kept, not of the step
 
     def _poll(self) -> None:
         """One poll step of every channel, each at most ``POLL_STEP_SECONDS``.
