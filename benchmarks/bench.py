@@ -274,6 +274,28 @@ class Anatomy:
         return value / self.orders
 
 
+@contextlib.contextmanager
+def timed_cipher(seen: Callable[[float], None]) -> Iterator[None]:
+    """Report the seconds of every ``Cipher.encrypt`` / ``decrypt`` call while inside."""
+    plain_encrypt, plain_decrypt = Cipher.encrypt, Cipher.decrypt
+
+    def timed(method: Callable[[Cipher, bytes], bytes]) -> Callable[[Cipher, bytes], bytes]:
+        def wrapper(self: Cipher, data: bytes) -> bytes:
+            start = time.perf_counter()
+            try:
+                return method(self, data)
+            finally:
+                seen(time.perf_counter() - start)
+
+        return wrapper
+
+    Cipher.encrypt, Cipher.decrypt = timed(plain_encrypt), timed(plain_decrypt)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        Cipher.encrypt, Cipher.decrypt = plain_encrypt, plain_decrypt  # type: ignore[method-assign]
+
+
 def anatomy_of_intake(setup: Callable[[], IntakeRun]) -> Anatomy:
     """Count statements and transactions and time commits and encryption in one run.
 
@@ -284,7 +306,6 @@ def anatomy_of_intake(setup: Callable[[], IntakeRun]) -> Anatomy:
     found = Anatomy(len(run.messages))
     dialect = run.gw.engine.dialect
     plain_commit = dialect.do_commit
-    plain_encrypt, plain_decrypt = Cipher.encrypt, Cipher.decrypt
 
     def timed_commit(dbapi_connection: Any) -> None:
         start = time.perf_counter()
@@ -292,29 +313,21 @@ def anatomy_of_intake(setup: Callable[[], IntakeRun]) -> Anatomy:
         found.commit_seconds += time.perf_counter() - start
         found.commits += 1
 
-    def timed(method: Callable[[Cipher, bytes], bytes]) -> Callable[[Cipher, bytes], bytes]:
-        def wrapper(self: Cipher, data: bytes) -> bytes:
-            start = time.perf_counter()
-            try:
-                return method(self, data)
-            finally:
-                found.crypto_seconds += time.perf_counter() - start
-                found.crypto_calls += 1
-
-        return wrapper
+    def crypto(seconds: float) -> None:
+        found.crypto_seconds += seconds
+        found.crypto_calls += 1
 
     def count(*_args: Any) -> None:
         found.statements += 1
 
     event.listen(run.gw.engine, "before_cursor_execute", count)
     dialect.do_commit = timed_commit  # type: ignore[method-assign]
-    Cipher.encrypt, Cipher.decrypt = timed(plain_encrypt), timed(plain_decrypt)  # type: ignore[method-assign,assignment]
     try:
-        start = time.perf_counter()
-        intake_work(run)
-        found.seconds = time.perf_counter() - start
+        with timed_cipher(crypto):
+            start = time.perf_counter()
+            intake_work(run)
+            found.seconds = time.perf_counter() - start
     finally:
-        Cipher.encrypt, Cipher.decrypt = plain_encrypt, plain_decrypt  # type: ignore[method-assign]
         run.close()
     return found
 
@@ -452,7 +465,6 @@ def unskippable_work(setup: Callable[[], BacklogRun]) -> Unskippable:
     found = Unskippable(run.count)
     channel = run.gw.channel("spool")
     plain_parse, plain_ack = parse_order, channel.acknowledge
-    plain_encrypt, plain_decrypt = Cipher.encrypt, Cipher.decrypt
 
     def timed_parse(data: bytes, **kwargs: Any) -> Any:
         start = time.perf_counter()
@@ -468,27 +480,19 @@ def unskippable_work(setup: Callable[[], BacklogRun]) -> Unskippable:
         finally:
             found.acknowledge += time.perf_counter() - start
 
-    def timed(method: Callable[[Cipher, bytes], bytes]) -> Callable[[Cipher, bytes], bytes]:
-        def wrapper(self: Cipher, data: bytes) -> bytes:
-            start = time.perf_counter()
-            try:
-                return method(self, data)
-            finally:
-                found.crypto += time.perf_counter() - start
-                found.crypto_calls += 1
-
-        return wrapper
+    def crypto(seconds: float) -> None:
+        found.crypto += seconds
+        found.crypto_calls += 1
 
     intake_orders.parse_order = timed_parse  # type: ignore[attr-defined]
     channel.acknowledge = timed_ack
-    Cipher.encrypt, Cipher.decrypt = timed(plain_encrypt), timed(plain_decrypt)  # type: ignore[method-assign,assignment]
     try:
-        start = time.perf_counter()
-        backlog_work(run)
-        found.seconds = time.perf_counter() - start
+        with timed_cipher(crypto):
+            start = time.perf_counter()
+            backlog_work(run)
+            found.seconds = time.perf_counter() - start
     finally:
         intake_orders.parse_order = plain_parse  # type: ignore[attr-defined]
-        Cipher.encrypt, Cipher.decrypt = plain_encrypt, plain_decrypt  # type: ignore[method-assign]
         run.close()
     return found
 
