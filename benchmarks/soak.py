@@ -967,6 +967,7 @@ class Soak:
         self.t0 = time.monotonic()
         next_sample = next_progress = next_resolve = 0.0
         self.feed_end: float | None = None
+        self.digest_asked: int | None = None
         stable_since: float | None = None
         while True:
             if not daemon.alive():
@@ -989,6 +990,8 @@ class Soak:
                 self._drop(traffic.wave(args.wave), now)
             if traffic.done() and self.feed_end is None:
                 self.feed_end = now
+            if self.digest_asked is None and traffic.fed >= args.digest_at * traffic.total:
+                self._digest_soon(daemon)
             if now >= next_sample:
                 self._sample(daemon, db, pending=pending, waiting=len(waiting))
                 next_sample = now + args.sample_seconds
@@ -1015,6 +1018,22 @@ class Soak:
             time.sleep(0.1)
         self.drained_at = time.monotonic()
         self.pickup.collect()
+
+    def _digest_soon(self, daemon: Daemon) -> None:
+        """Move ``digest_time`` to two minutes from now and reload the daemon (SIGHUP).
+
+        The daily digest is the one step whose work grows with every open case, so it
+        has to run inside the measured window, over the cases taken so far, whatever
+        the hour the soak started. (If today's digest already went out, this one is
+        skipped by its once-a-day key; that one ran inside the window too.)
+        """
+        at = datetime.now(OSLO) + timedelta(minutes=2)
+        text = _set(self.site.config.read_text(encoding="utf-8"), "digest_time", f'"{at:%H:%M}"')
+        self.site.config.write_text(text, encoding="utf-8")
+        os.kill(daemon.pid, signal.SIGHUP)
+        self.digest_asked = self.traffic.fed
+        moved = f"digest_time moved to {at:%H:%M} (Oslo) at {self.traffic.fed:,} fed"
+        print(f"soak: {moved}; SIGHUP", file=sys.stderr)
 
     def _waiting(self) -> set[str]:
         with os.scandir(self.site.inbox) as entries:
@@ -1131,6 +1150,8 @@ class Soak:
         r.check("notice sets well-formed", 0, self.pickup.bad_notices)
         for kind in sorted(k.split(":", 1)[1] for k in expect if k.startswith("alert:")):
             r.check(f"staff mail {kind}", expect[f"alert:{kind}"], self.pickup.kinds[kind])
+        digests = self.pickup.kinds["digest"]
+        r.check("daily digests sent (the one moved into the run)", ">= 1", digests, ok=digests >= 1)
         r.check("staff commands rejected", 0, len(t.rejected))
         r.check("identity numbers in staff mail", 0, self.pickup.leaks)
         r.check("identity numbers in the daemon's log", 0, self._log_leaks())
@@ -1373,6 +1394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick-seconds", type=float, default=1.0, help="tick_interval_seconds for the soak")
     parser.add_argument(
         "--meeting-delay", type=float, default=90.0, help="seconds from INNKALT to the meeting"
+    )
+    parser.add_argument(
+        "--digest-at", type=float, default=0.5, help="share fed when the daily digest is moved to now"
     )
     parser.add_argument("--drain-timeout", type=float, default=900.0, help="seconds to wait for the drain")
     parser.add_argument("--seed", type=int, default=8, help="seed of the mix")
