@@ -693,7 +693,7 @@ def bench_reminders(report: Report, n: int, repeats: int, base: Path | None) -> 
             rendering = median_time(repeats, lambda: None, render)
             report.add(
                 section,
-                "daily digest render (every open case, one mail)",
+                "daily digest render (every status counted, 200 cases listed of each)",
                 f"{1000 * rendering:,.0f} ms, {len(body.encode()) / 1024:,.0f} KiB",
             )
             start = time.perf_counter()
