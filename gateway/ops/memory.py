@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 
 def _find_trim() -> Callable[[int], int] | None:
