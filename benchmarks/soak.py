@@ -21,7 +21,10 @@ What it does, in order:
    and a wave is only dropped while fewer than ``--max-inbox`` files wait there and
    fewer than ``--max-pending`` outbox rows wait to be sent. The daemon is therefore
    soaked in a steady state with bounded queues, which is what years of service look
-   like, and not measured on a backlog it has not yet read.
+   like, and not measured on a backlog it has not yet read. When ``--digest-at`` of
+   the messages (default half) have been fed, ``digest_time`` is moved to two minutes
+   ahead and the daemon reloaded (SIGHUP), so the daily digest, the one step whose
+   work grows with every open case, runs inside the measured window.
 4. The script is also the pickup on the other side (docs/spool.md): it takes every
    staff mail out of ``spool/mail/`` and every notice set out of ``spool/outbox/``
    (the ``.xml`` marker last), counts them by kind, and checks that no identity
@@ -1150,8 +1153,9 @@ class Soak:
         r.check("notice sets well-formed", 0, self.pickup.bad_notices)
         for kind in sorted(k.split(":", 1)[1] for k in expect if k.startswith("alert:")):
             r.check(f"staff mail {kind}", expect[f"alert:{kind}"], self.pickup.kinds[kind])
-        digests = self.pickup.kinds["digest"]
-        r.check("daily digests sent (the one moved into the run)", ">= 1", digests, ok=digests >= 1)
+        if self.digest_asked is not None:
+            digests = self.pickup.kinds["digest"]
+            r.check("daily digests sent (the one moved into the run)", ">= 1", digests, ok=digests >= 1)
         r.check("staff commands rejected", 0, len(t.rejected))
         r.check("identity numbers in staff mail", 0, self.pickup.leaks)
         r.check("identity numbers in the daemon's log", 0, self._log_leaks())
