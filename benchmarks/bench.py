@@ -64,7 +64,7 @@ from gateway.intake import orders as intake_orders  # noqa: E402
 from gateway.intake import pipeline as intake  # noqa: E402
 from gateway.messages.orders import parse_order  # noqa: E402
 from gateway.models import Case, Meeting, Notice, OrderRecord, Summons, Unit  # noqa: E402
-from gateway.ops import steps  # noqa: E402
+from gateway.ops import memory, steps  # noqa: E402
 from gateway.ports import RawMessage  # noqa: E402
 from gateway.privacy import Cipher  # noqa: E402
 from gateway.staff import digest, reminders  # noqa: E402
@@ -696,6 +696,12 @@ def bench_reminders(report: Report, n: int, repeats: int, base: Path | None) -> 
                 "daily digest render (every status counted, 200 cases listed of each)",
                 f"{1000 * rendering:,.0f} ms, {len(body.encode()) / 1024:,.0f} KiB",
             )
+            peak, kept = memory_of(lambda: render(None))
+            report.add(
+                section,
+                "daily digest render: RSS peak above the start, and kept after a heap trim",
+                f"+{peak / 1024:,.1f} MiB, +{kept / 1024:,.1f} MiB",
+            )
             start = time.perf_counter()
             first = reminders.tick(gw)
             first_time = time.perf_counter() - start
@@ -789,6 +795,22 @@ def bench_idle(report: Report, seconds: float, settle: float, base: Path | None)
 
 def _rss_kib() -> int:
     return _status_kib(os.getpid(), "VmRSS")
+
+
+def memory_of(work: Callable[[], object]) -> tuple[int, int]:
+    """KiB of RSS that ``work`` peaks at above where it started, and keeps after a trim.
+
+    The heap is trimmed first (``gateway.ops.memory``, as the daemon does after every
+    step) and the kernel's high-water mark reset (``/proc/self/clear_refs``), so
+    ``VmHWM`` afterwards is this work's peak.
+    """
+    memory.release_free_heap()
+    Path("/proc/self/clear_refs").write_text("5")
+    start = _rss_kib()
+    work()
+    peak = _status_kib(os.getpid(), "VmHWM")
+    memory.release_free_heap()
+    return peak - start, _rss_kib() - start
 
 
 def bench_soak(report: Report, days: int, base: Path | None) -> None:
