@@ -274,22 +274,24 @@ class Anatomy:
         return value / self.orders
 
 
+def timed(work: Callable[..., Any], seen: Callable[[float], None]) -> Callable[..., Any]:
+    """``work`` itself, reporting the seconds of every call to ``seen``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return work(*args, **kwargs)
+        finally:
+            seen(time.perf_counter() - start)
+
+    return wrapper
+
+
 @contextlib.contextmanager
 def timed_cipher(seen: Callable[[float], None]) -> Iterator[None]:
     """Report the seconds of every ``Cipher.encrypt`` / ``decrypt`` call while inside."""
     plain_encrypt, plain_decrypt = Cipher.encrypt, Cipher.decrypt
-
-    def timed(method: Callable[[Cipher, bytes], bytes]) -> Callable[[Cipher, bytes], bytes]:
-        def wrapper(self: Cipher, data: bytes) -> bytes:
-            start = time.perf_counter()
-            try:
-                return method(self, data)
-            finally:
-                seen(time.perf_counter() - start)
-
-        return wrapper
-
-    Cipher.encrypt, Cipher.decrypt = timed(plain_encrypt), timed(plain_decrypt)  # type: ignore[method-assign,assignment]
+    Cipher.encrypt, Cipher.decrypt = timed(plain_encrypt, seen), timed(plain_decrypt, seen)  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -305,12 +307,9 @@ def anatomy_of_intake(setup: Callable[[], IntakeRun]) -> Anatomy:
     run = setup()
     found = Anatomy(len(run.messages))
     dialect = run.gw.engine.dialect
-    plain_commit = dialect.do_commit
 
-    def timed_commit(dbapi_connection: Any) -> None:
-        start = time.perf_counter()
-        plain_commit(dbapi_connection)
-        found.commit_seconds += time.perf_counter() - start
+    def commit(seconds: float) -> None:
+        found.commit_seconds += seconds
         found.commits += 1
 
     def crypto(seconds: float) -> None:
@@ -321,7 +320,7 @@ def anatomy_of_intake(setup: Callable[[], IntakeRun]) -> Anatomy:
         found.statements += 1
 
     event.listen(run.gw.engine, "before_cursor_execute", count)
-    dialect.do_commit = timed_commit  # type: ignore[method-assign]
+    dialect.do_commit = timed(dialect.do_commit, commit)  # type: ignore[method-assign]
     try:
         with timed_cipher(crypto):
             start = time.perf_counter()
@@ -464,35 +463,26 @@ def unskippable_work(setup: Callable[[], BacklogRun]) -> Unskippable:
     run = setup()
     found = Unskippable(run.count)
     channel = run.gw.channel("spool")
-    plain_parse, plain_ack = parse_order, channel.acknowledge
 
-    def timed_parse(data: bytes, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return plain_parse(data, **kwargs)
-        finally:
-            found.reader += time.perf_counter() - start
+    def reader(seconds: float) -> None:
+        found.reader += seconds
 
-    def timed_ack(message: RawMessage) -> None:
-        start = time.perf_counter()
-        try:
-            plain_ack(message)
-        finally:
-            found.acknowledge += time.perf_counter() - start
+    def acknowledge(seconds: float) -> None:
+        found.acknowledge += seconds
 
     def crypto(seconds: float) -> None:
         found.crypto += seconds
         found.crypto_calls += 1
 
-    intake_orders.parse_order = timed_parse  # type: ignore[attr-defined]
-    channel.acknowledge = timed_ack
+    intake_orders.parse_order = timed(parse_order, reader)  # type: ignore[attr-defined]
+    channel.acknowledge = timed(channel.acknowledge, acknowledge)
     try:
         with timed_cipher(crypto):
             start = time.perf_counter()
             backlog_work(run)
             found.seconds = time.perf_counter() - start
     finally:
-        intake_orders.parse_order = plain_parse  # type: ignore[attr-defined]
+        intake_orders.parse_order = parse_order  # type: ignore[attr-defined]
         run.close()
     return found
 
